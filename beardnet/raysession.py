@@ -1,0 +1,86 @@
+"""Start or join Ray the same way everywhere (DESIGN.md §8).
+
+:func:`init_ray` joins ``RAY_ADDRESS`` when set, else starts a local Ray without dashboard and
+with a bounded object store. S3 settings, ``PYTHONPATH`` (so workers import this project) and
+the local-safety variables reach workers through ``runtime_env`` env vars: environment set in
+the driver after ``ray.init`` does not reach them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from beardnet.storage import S3Settings
+
+log = logging.getLogger(__name__)
+
+#: Set in the driver (when unset) and passed to every worker.
+SAFE_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def project_root() -> str:
+    """The folder holding the ``beardnet`` package."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker_env(s3: S3Settings | None = None) -> dict[str, str]:
+    """Env vars every Ray worker gets: safety switches, S3 settings, ``PYTHONPATH``."""
+    env = {k: os.environ.get(k, v) for k, v in SAFE_ENV.items()}
+    env.update((s3 or S3Settings.from_env()).to_env())
+    paths = [project_root()]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in paths]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def init_ray(
+    num_cpus: int | None = None,
+    object_store_mb: int = 512,
+    s3: S3Settings | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Connect to ``RAY_ADDRESS`` or start a local Ray; a no-op when Ray is already up.
+
+    ``num_cpus`` defaults to ``os.cpu_count()``; ``object_store_mb`` bounds the local object
+    store. Extra ``kwargs`` go to ``ray.init``. Returns Ray's context (None if already up).
+    """
+    for k, v in SAFE_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    if ray.is_initialized():
+        return None
+    runtime_env = {"env_vars": worker_env(s3)}
+    extra = dict(kwargs)
+    if "runtime_env" in extra:
+        user = dict(extra.pop("runtime_env") or {})
+        env_vars = {**runtime_env["env_vars"], **(user.pop("env_vars", None) or {})}
+        runtime_env = {**user, "env_vars": env_vars}
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("joining Ray at %s", address)
+        return ray.init(address=address, runtime_env=runtime_env, **extra)
+    cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+    extra.setdefault("include_dashboard", False)
+    extra.setdefault("log_to_driver", True)
+    log.info("starting local Ray: %s CPUs, %s MiB object store", cpus, object_store_mb)
+    return ray.init(
+        num_cpus=cpus,
+        object_store_memory=int(object_store_mb) * 1024 * 1024,
+        runtime_env=runtime_env,
+        **extra,
+    )
+
+
+def shutdown_ray() -> None:
+    """Shut Ray down if this process started or joined it."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
