@@ -62,6 +62,17 @@ def init_ray(
         user = dict(extra.pop("runtime_env") or {})
         env_vars = {**runtime_env["env_vars"], **(user.pop("env_vars", None) or {})}
         runtime_env = {**user, "env_vars": env_vars}
+    job_cfg = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job_cfg:  # a submitted job: its own runtime env wins; a clashing env var would fail
+        import json
+
+        try:
+            job_env = (json.loads(job_cfg).get("runtime_env") or {}).get("env_vars") or {}
+        except ValueError:
+            job_env = {}
+        runtime_env["env_vars"] = {
+            k: v for k, v in runtime_env["env_vars"].items() if k not in job_env
+        }
     address = os.environ.get("RAY_ADDRESS")
     if address:
         log.info("joining Ray at %s", address)
