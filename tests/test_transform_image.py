@@ -1,0 +1,218 @@
+"""The per-image transform: edits only inside beard zones, formats kept, faces counted."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from beardnet.categories import DEFAULT
+from beardnet.faces import get_locator
+from beardnet.infer.codec import BadImage, decode
+from beardnet.infer.transform import (
+    Prepared,
+    TransformOptions,
+    apply,
+    prepare,
+    run_network,
+    transform_image,
+)
+from beardnet.model import BeardNet, LoadedModel
+from beardnet.synth.render import render_crop
+
+
+class Paint(torch.nn.Module):
+    """Stand-in with the BeardNet contract: paints the whole crop one colour (mask = 1)."""
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor):
+        edit = torch.zeros_like(x)
+        edit[:, 1] = 1.0  # pure green
+        m = torch.ones_like(x[:, :1])
+        return m * edit + (1 - m) * x, m
+
+
+def _model(net: torch.nn.Module) -> LoadedModel:
+    return LoadedModel(net=net.eval(), meta={}, categories=DEFAULT, input_size=128, model_id="test")
+
+
+def _photo(sizes: list[int], h: int = 360, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = sum(sizes) + 20 * (len(sizes) + 1)
+    img = (rng.random((h, w, 3)) * 30 + 100).astype(np.uint8)
+    x = 20
+    for i, s in enumerate(sizes):
+        y = (h - s) // 2
+        img[y : y + s, x : x + s] = render_crop(seed * 7 + i, "none", s).image
+        x += s + 20
+    return img
+
+
+def _enc(img: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _zones_union(prep: Prepared, shape) -> np.ndarray:
+    u = np.zeros(shape[:2], bool)
+    for z in prep.zones:
+        u |= z.full(shape)
+    return u
+
+
+@pytest.fixture(scope="module")
+def locator():
+    return get_locator("mediapipe")
+
+
+def test_png_edits_only_inside_zones_bit_exact_outside(locator) -> None:
+    img = _photo([140, 200])
+    data = _enc(img, "PNG")
+    opts = TransformOptions(style="full_beard")
+    out, info = transform_image(data, "a/b.png", _model(Paint()), opts, locator=locator)
+    assert info["status"] == "ok" and info["faces"] == 2 and info["faces_small"] == 0
+    assert info["format"] == "png" and 0 < info["beard_area_ratio"] < 1.5
+    for k in ("decode_s", "faces_s", "network_s", "encode_s"):
+        assert info[k] >= 0 and info["timings"][k] == info[k]
+    res = decode(out)
+    assert res.format == "png" and res.image.shape == img.shape
+    prep = prepare(data, "a/b.png", opts, locator)
+    zones = _zones_union(prep, img.shape)
+    assert np.array_equal(res.image[~zones], img[~zones])  # bit-exact outside
+    changed = np.any(res.image != img, axis=2)
+    assert changed.sum() > 0.5 * zones.sum()  # the painted edit landed in the zones
+    # ... on the lower halves of the faces: nothing changed above the eyes.
+    for f in prep.faces:
+        top = int(min(f.left_eye[1], f.right_eye[1]))
+        assert not changed[:top, int(f.box[0]) : int(f.box[2])].any()
+
+
+def test_split_api_matches_convenience(locator) -> None:
+    img = _photo([160])
+    data = _enc(img, "PNG")
+    model = _model(Paint())
+    opts = TransformOptions(style="goatee")
+    prep = prepare(data, "x.png", opts, locator)
+    assert prep.n_faces == 1 and prep.crops.shape == (1, 128, 128, 3)
+    edited, masks = run_network(model, prep.crops, DEFAULT.index("goatee"))
+    assert edited.dtype == np.uint8 and masks.shape == (1, 128, 128)
+    out1, info1 = apply(prep, edited, masks)
+    out2, info2 = transform_image(data, "x.png", model, opts, locator=locator)
+    assert out1 == out2 and info1["faces"] == info2["faces"] == 1
+    with pytest.raises(ValueError):
+        apply(prep, edited[:0])
+    # Prepared survives pickling (the Ray job ships it between stages) without its crops.
+    import dataclasses
+    import pickle
+
+    light = pickle.loads(pickle.dumps(dataclasses.replace(prep, crops=None)))
+    out3, _ = apply(light, edited)
+    assert out3 == out1  # crops re-cut from the decoded image: the same result
+
+
+def test_no_face_returns_input_unchanged(locator) -> None:
+    rng = np.random.default_rng(4)
+    img = (rng.random((120, 160, 3)) * 255).astype(np.uint8)
+    data = _enc(img, "JPEG", quality=80)
+    out, info = transform_image(data, "n.jpg", _model(Paint()), TransformOptions(), locator=locator)
+    assert info["status"] == "no_face" and info["faces"] == 0
+    assert out == data
+
+
+def test_small_faces_counted_and_left_alone(locator) -> None:
+    img = _photo([90, 220])
+    data = _enc(img, "PNG")
+    opts = TransformOptions(style="mustache", min_face_px=120)
+    out, info = transform_image(data, "s.png", _model(Paint()), opts, locator=locator)
+    assert info["faces"] == 1 and info["faces_small"] == 1 and info["faces_found"] == 2
+    res = decode(out).image
+    assert np.array_equal(res[:, :130], img[:, :130])  # the small face's strip is untouched
+    assert np.any(res[:, 130:] != img[:, 130:])
+    # Only small faces: nothing edited, the input comes back as is.
+    out, info = transform_image(
+        data, "s.png", _model(Paint()), TransformOptions(min_face_px=400), locator=locator
+    )
+    assert info["status"] == "no_face" and info["faces_small"] == 2 and out == data
+
+
+def test_max_faces_and_multiple_faces(locator) -> None:
+    img = _photo([110, 130, 150])
+    data = _enc(img, "PNG")
+    _, info = transform_image(data, "m.png", _model(Paint()), TransformOptions(), locator=locator)
+    assert info["faces"] == 3
+    _, info = transform_image(
+        data, "m.png", _model(Paint()), TransformOptions(max_faces=1), locator=locator
+    )
+    assert info["faces"] == 1 and info["faces_skipped"] == 2
+
+
+def test_jpeg_exif_rotated_and_quality(locator) -> None:
+    img = _photo([180])
+    stored = np.ascontiguousarray(np.rot90(img, 1))  # stored rotated; EXIF 6 turns it upright
+    pil = Image.fromarray(stored)
+    exif = pil.getexif()
+    exif[0x0112] = 6
+    data = _enc(stored, "JPEG", quality=95, exif=exif.tobytes())
+    out, info = transform_image(
+        data, "r.jpg", _model(Paint()), TransformOptions(jpeg_quality=90), locator=locator
+    )
+    assert info["status"] == "ok" and info["faces"] == 1  # found only after applying EXIF
+    res = decode(out)
+    assert res.format == "jpeg" and res.image.shape == img.shape
+    assert res.exif_orientation_applied == 1
+
+
+def test_rgba_and_grayscale_kept(locator) -> None:
+    img = _photo([180])
+    alpha = np.full(img.shape[:2], 255, np.uint8)
+    alpha[:, :15] = 0
+    out, info = transform_image(
+        _enc(np.dstack([img, alpha]), "PNG"),
+        "a.png",
+        _model(Paint()),
+        TransformOptions(),
+        locator=locator,
+    )
+    back = Image.open(io.BytesIO(out))
+    assert info["faces"] == 1 and back.mode == "RGBA"
+    assert np.array_equal(np.asarray(back)[:, :, 3], alpha)
+    gray = np.asarray(Image.fromarray(img).convert("L"))
+    out, info = transform_image(
+        _enc(gray, "PNG"), "g.png", _model(Paint()), TransformOptions(), locator=locator
+    )
+    back = Image.open(io.BytesIO(out))
+    assert back.mode == "L" and back.size == (img.shape[1], img.shape[0])
+
+
+def test_bad_input_raises_badimage(locator) -> None:
+    with pytest.raises(BadImage) as ei:
+        transform_image(b"", "e.jpg", _model(Paint()), TransformOptions(), locator=locator)
+    assert ei.value.reason == "empty"
+    with pytest.raises(ValueError):
+        transform_image(
+            _enc(_photo([100]), "PNG"),
+            "x.png",
+            _model(Paint()),
+            TransformOptions(style="braids"),
+            locator=locator,
+        )
+
+
+def test_random_beardnet_end_to_end(locator) -> None:
+    torch.manual_seed(0)
+    model = _model(BeardNet(categories=len(DEFAULT), size=128))
+    img = _photo([150, 170])
+    data = _enc(img, "PNG")
+    out, info = transform_image(
+        data, "r.png", model, TransformOptions(style="stubble"), locator=locator
+    )
+    assert info["status"] == "ok" and info["faces"] == 2 and info["network_s"] > 0
+    res = decode(out).image
+    prep = prepare(data, "r.png", TransformOptions(), locator)
+    zones = _zones_union(prep, img.shape)
+    assert np.array_equal(res[~zones], img[~zones])
+    # With the network's soft mask (~0.02 at init) the area ratio is small but positive.
+    assert 0 < info["beard_area_ratio"] < 0.2
