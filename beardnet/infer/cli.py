@@ -65,20 +65,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--run-id", dest="run_id", help="run id (default: UTC time + random)")
     g.add_argument("--lease-ttl", dest="lease_ttl", type=float, help="lease expiry, seconds")
     g = parser.add_argument_group("per photo")
-    g.add_argument("--jpeg-quality", dest="jpeg_quality", type=int)
-    g.add_argument("--min-face-px", dest="min_face_px", type=int)
-    g.add_argument("--max-pixels", dest="max_pixels", type=int)
+    g.add_argument("--jpeg-quality", dest="jpeg_quality", type=int,
+                   help="JPEG quality of re-encoded JPEG outputs (1-100)")
+    g.add_argument("--min-face-px", dest="min_face_px", type=int,
+                   help="faces smaller than this (larger box side, px) are left alone and counted")
+    g.add_argument("--max-pixels", dest="max_pixels", type=int,
+                   help="refuse images above this many pixels before decoding (bomb guard)")
     g.add_argument("--faces", choices=["mediapipe", "haar"], help="face locator")
     g = parser.add_argument_group("parallelism")
     g.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs of a local Ray")
-    g.add_argument("--network-actors", dest="network_actors", type=int)
-    g.add_argument("--network-cpus", dest="network_cpus", type=float)
-    g.add_argument("--network-batch-size", dest="network_batch_size", type=int)
-    g.add_argument("--read-cpus", dest="read_cpus", type=float)
-    g.add_argument("--read-batch-size", dest="read_batch_size", type=int)
+    g.add_argument("--network-actors", dest="network_actors", type=int,
+                   help="actors in the network pool (each loads the model once)")
+    g.add_argument("--network-cpus", dest="network_cpus", type=float,
+                   help="CPUs per network actor (torch threads)")
+    g.add_argument("--network-batch-size", dest="network_batch_size", type=int,
+                   help="photos per network actor call (crops batched across them)")
+    g.add_argument("--read-cpus", dest="read_cpus", type=float,
+                   help="CPUs per read/decode/locate task")
+    g.add_argument("--read-batch-size", dest="read_batch_size", type=int,
+                   help="photos per read/decode/locate call")
     g.add_argument("--block-rows", dest="block_rows", type=int,
                    help="keys per input block (read/locate task)")
-    g.add_argument("--progress", choices=["auto", "on", "off"])
+    g.add_argument("--progress", choices=["auto", "on", "off"],
+                   help="progress bar: auto = on in a terminal, off in CI")
     parser.add_argument("--json", action="store_true", help="print the whole summary as JSON")
 
 
