@@ -1,0 +1,1 @@
+"""Training: loss computation per step (``beardnet.train.step``) and the Ray Train job."""

@@ -1,0 +1,123 @@
+"""PairedCropDataset on a tiny cv2-drawn crop set (the synth layout), local and via the sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from beardnet.categories import DEFAULT_CATEGORIES
+from beardnet.data.paired import PairedCropDataset
+from beardnet.data.sampler import RatioBatchSampler
+
+SIZE = 32
+BEARD_ROWS = {"none": 0, "stubble": 2, "mustache": 4, "goatee": 6, "full_beard": 10}
+
+
+def make_crops(root: Path, identities: int = 6, split_of=lambda i: "train") -> Path:
+    """``root/manifest.parquet`` + images/masks: face = disc, beard = a bar of category height."""
+    from beardnet.manifest import write_manifest
+
+    rows = []
+    for i in range(identities):
+        skin = (60 + 25 * i, 120, 200 - 20 * i)
+        for k, cat in enumerate(DEFAULT_CATEGORIES):
+            img = np.full((SIZE, SIZE, 3), 30, np.uint8)
+            face = np.zeros((SIZE, SIZE), np.uint8)
+            cv2.circle(face, (16, 16), 13, 255, -1)
+            img[face > 0] = skin
+            beard = np.zeros((SIZE, SIZE), np.uint8)
+            h = BEARD_ROWS[cat]
+            if h:
+                beard[28 - h : 28, 8:24] = 255
+                beard &= face
+                img[beard > 0] = (20 * k, 10, 10)
+            d = root / "images" / str(i)
+            m = root / "masks" / str(i)
+            d.mkdir(parents=True, exist_ok=True)
+            m.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(d / f"{cat}.png"), img[:, :, ::-1])  # RGB -> BGR on disk
+            cv2.imwrite(str(m / f"{cat}_beard.png"), beard)
+            cv2.imwrite(str(m / f"{cat}_face.png"), face)
+            rows.append({
+                "uri": f"images/{i}/{cat}.png", "identity": f"id{i}", "category": cat,
+                "beard_mask_uri": f"masks/{i}/{cat}_beard.png",
+                "face_mask_uri": f"masks/{i}/{cat}_face.png", "face_box": None,
+                "split": split_of(i),
+            })
+    write_manifest(pa.Table.from_pylist(rows), str(root / "manifest.parquet"))
+    return root
+
+
+def test_pairs_shapes_and_values(tmp_path) -> None:
+    root = make_crops(tmp_path, split_of=lambda i: "val" if i == 5 else "train")
+    ds = PairedCropDataset(str(root), split="train", size=SIZE, augment=False)
+    assert len(ds) == 25
+    cats = ds.categories_array()
+    assert np.bincount(cats, minlength=5).tolist() == [5] * 5
+    item = ds[7]
+    assert item["src"].shape == (3, SIZE, SIZE) and item["src"].dtype == torch.float32
+    assert item["beard_tgt"].shape == (1, SIZE, SIZE) and item["face"].shape == (1, SIZE, SIZE)
+    assert int(item["style"]) == int(cats[7])
+    assert int(item["src_style"]) != int(item["style"])  # a different category
+    src_row, tgt_row = ds.pair(7)
+    assert ds._ident[src_row] == ds._ident[tgt_row]  # same identity
+    # colours decoded as RGB: skin of identity inside face, off the beard
+    for i in range(len(ds)):
+        it = ds[i]
+        outside = (it["face"][0] > 0.5) & (it["beard_src"][0] < 0.5) & (it["beard_tgt"][0] < 0.5)
+        assert torch.allclose(it["src"][:, outside], it["tgt"][:, outside])
+        if int(it["style"]) == 0:
+            assert float(it["beard_tgt"].sum()) == 0
+        else:
+            assert float(it["beard_tgt"].sum()) > 0
+    mx = float(ds[0]["src"].max())
+    assert 0 < mx <= 1
+
+
+def test_deterministic_per_epoch_and_augment_identical(tmp_path) -> None:
+    root = make_crops(tmp_path)
+    ds = PairedCropDataset(str(root / "manifest.parquet"), size=SIZE, augment=True, seed=1,
+                           preload=True)
+    a = ds[3]
+    b = ds[3]
+    assert torch.equal(a["src"], b["src"]) and torch.equal(a["tgt"], b["tgt"])
+    pairs0 = [ds.pair(i)[0] for i in range(len(ds))]
+    ds.set_epoch(1)
+    pairs1 = [ds.pair(i)[0] for i in range(len(ds))]
+    assert pairs0 != pairs1
+    # the same jitter on both images: pixels outside the beards stay equal after augmentation
+    for i in range(10):
+        it = ds[i]
+        keep = (it["beard_src"][0] == 0) & (it["beard_tgt"][0] == 0)
+        # away from the soft mask border (bilinear warps blend neighbours)
+        keep = torch.from_numpy(cv2.erode(keep.numpy().astype(np.uint8), np.ones((3, 3)))) > 0
+        assert torch.allclose(it["src"][:, keep], it["tgt"][:, keep], atol=1e-5)
+
+
+def test_with_sampler_and_dataloader(tmp_path) -> None:
+    root = make_crops(tmp_path)
+    ds = PairedCropDataset(str(root), size=SIZE, augment=True)
+    sampler = RatioBatchSampler(ds.categories_array(), {c: 1 for c in DEFAULT_CATEGORIES}, 4)
+    dl = torch.utils.data.DataLoader(ds, batch_sampler=sampler)
+    n = 0
+    for batch in dl:
+        assert batch["src"].shape == (5, 3, SIZE, SIZE)
+        assert sorted(batch["style"].tolist()) == [0, 1, 2, 3, 4]
+        n += 1
+    assert n == 4
+
+
+def test_rows_repeat_and_errors(tmp_path) -> None:
+    root = make_crops(tmp_path, identities=2)
+    ds = PairedCropDataset(str(root), size=16, augment=False, rows=np.array([0, 0, 3]))
+    assert len(ds) == 3 and ds[0]["src"].shape == (3, 16, 16)  # resized
+    assert ds.categories_array().tolist() == [ds._cat[0]] * 2 + [ds._cat[3]]
+    with pytest.raises(ValueError, match="split"):
+        PairedCropDataset(str(root), split="test")
+    with pytest.raises(IndexError):
+        ds[3]
