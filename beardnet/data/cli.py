@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="acquired manifest .parquet (or a folder for it)")
     parser.add_argument("--ratio", help="category ratio, e.g. none:1,stubble:1,mustache:1")
     parser.add_argument("--total", type=int, help="rows to take (default: most without oversampling)")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="seed for the deterministic subsampling (default: config or 0)")
     parser.add_argument("--split", help="rows of this split only (default train; 'all' for every row)")
     parser.add_argument("--allow-oversample", action="store_true", default=None,
                         help="draw short categories with replacement instead of failing")
