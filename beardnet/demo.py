@@ -21,9 +21,11 @@ from typing import Any
 from beardnet.storage import S3Settings
 
 DESCRIPTION = (
-    "Start a local S3 server, run the pipeline on built-in defaults (this version: generate a "
-    "synthetic paired-crops dataset into s3://beardnet-demo/), print the summary and where the "
-    "results are, and stop the server."
+    "Start a local S3 server and run the whole pipeline on built-in defaults: render paired "
+    "synthetic crops into s3://beardnet-demo/, train briefly with 2 Ray Train workers "
+    "(checkpoints in the bucket), evaluate, render photo-like scenes (and a few bad files), "
+    "transform them with Ray Data under the same keys, write before/after contact sheets, print "
+    "where everything is, and stop the server."
 )
 DEFAULT_BUCKET = "beardnet-demo"
 
@@ -36,6 +38,7 @@ class DemoContext:
     s3: S3Settings
     bucket_uri: str
     results: dict[str, Any] = field(default_factory=dict)
+    local_dir: str = ".demo"
     timings: dict[str, float] = field(default_factory=dict)
 
     def uri(self, *parts: str) -> str:
@@ -60,8 +63,170 @@ def step_synth_crops(ctx: DemoContext) -> None:
                             "summary": summary}
 
 
+def step_train(ctx: DemoContext) -> None:
+    """Train briefly with 2 Ray Train workers on the bucket's crops (checkpoints in the bucket)."""
+    from beardnet.train.job import demo_train
+
+    run_uri = ctx.uri("runs", "demo")
+    model_uri = demo_train(ctx.results["crops"]["uri"], run_uri, ctx.s3, steps=ctx.args.steps)
+    ctx.results["train"] = {"run": run_uri, "model": model_uri}
+
+
+def step_eval(ctx: DemoContext) -> None:
+    """Score the demo model and the shipped model on the held-out split; write contact sheets."""
+    from beardnet.evaluate.runner import evaluate_model, write_report
+
+    data = ctx.results["crops"]["uri"]
+    evals: dict[str, Any] = {}
+    models = {"demo": ctx.results["train"]["model"]}
+    if _shipped_model_available():
+        models["shipped"] = None
+    for name, uri in models.items():
+        metrics, sheet = evaluate_model(uri, data, split="test", s3=ctx.s3)
+        out = ctx.uri("eval", name)
+        paths = write_report(metrics, sheet, out, s3=ctx.s3)
+        local = os.path.join(ctx.local_dir, f"eval_{name}_contact_sheet.png")
+        _save_local(sheet, local)
+        evals[name] = {"model": metrics["model"], "metrics": paths["metrics"],
+                       "contact_sheet": local, "mean": metrics["mean"]}
+        print(_style_table(name, metrics["per_style"]), flush=True)
+    ctx.results["eval"] = evals
+
+
+def step_synth_scenes(ctx: DemoContext) -> None:
+    """Render photo-like scenes (0-3 faces each) and a few bad files into the bucket."""
+    from beardnet import storage
+    from beardnet.synth.dataset import write_scenes_dataset
+
+    out = ctx.uri("photos")
+    summary = write_scenes_dataset(out, count=ctx.args.scenes, seed=ctx.args.seed,
+                                   min_size=256, max_size=768, s3=ctx.s3)
+    bad = _bad_files()
+    for key, data in bad.items():
+        storage.write_bytes(storage.join(out, "images", key), data, s3=ctx.s3)
+    ctx.results["scenes"] = {"uri": out, "images": f"{out}/images/",
+                             "count": summary["scenes"], "faces": summary["faces"],
+                             "bad_files": sorted(bad)}
+
+
+def step_transform(ctx: DemoContext) -> None:
+    """Transform every photo with Ray Data (shipped model, else the demo's) under the same keys."""
+    from beardnet.infer.job import demo_transform
+
+    model = None if _shipped_model_available() else ctx.results["train"]["model"]
+    out = ctx.uri("transformed")
+    summary = demo_transform(ctx.results["scenes"]["images"], out, model, ctx.s3,
+                             style=ctx.args.style)
+    ctx.results["transform"] = {
+        "input": ctx.results["scenes"]["images"], "output": out + "/",
+        "model": summary["model"], "style": ctx.args.style, "status": summary["status"],
+        "faces": summary["faces"], "images_per_s": summary["images_per_s"],
+        "manifest": f"{out}/_beardnet/manifest/", "summary": summary["summary_uri"],
+    }
+
+
+def step_transform_sheet(ctx: DemoContext) -> None:
+    """Write a before/after contact sheet of transformed photos (whole photo and largest face)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from beardnet import storage
+    from beardnet.infer.codec import decode
+    from beardnet.sheets import contact_sheet, encode_png
+    from beardnet.synth.dataset import read_scene_faces
+
+    photos = ctx.results["scenes"]["uri"]
+    out = ctx.results["transform"]["output"].rstrip("/")
+    raw = storage.read_bytes(storage.join(photos, "manifest.parquet"), s3=ctx.s3)
+    table = pq.read_table(io.BytesIO(raw)).to_pylist()
+    rows, labels = [], []
+    for row in table:
+        faces = read_scene_faces(row["faces"])
+        big = [f for f in faces if (f["box"][2] - f["box"][0]) >= 60]
+        if not big:
+            continue
+        rel = row["uri"].split("images/", 1)[-1]
+        try:
+            before = decode(storage.read_bytes(storage.join(photos, "images", rel), s3=ctx.s3),
+                            rel).image
+            after = decode(storage.read_bytes(storage.join(out, rel), s3=ctx.s3), rel).image
+        except Exception as e:  # noqa: BLE001 - a photo the job recorded as an error
+            print(f"   (sheet: skipped {rel}: {e})", flush=True)
+            continue
+        f = max(big, key=lambda f: f["box"][2] - f["box"][0])
+        x0, y0, x1, y1 = f["box"]
+        m = 0.25 * (x1 - x0)
+        ys = slice(max(0, int(y0 - m)), int(y1 + m))
+        xs = slice(max(0, int(x0 - m)), int(x1 + m))
+        rows.append([before, after, before[ys, xs], after[ys, xs]])
+        labels.append(f"{rel[:14]}")
+        if len(rows) >= ctx.args.sheet_rows:
+            break
+    if not rows:
+        ctx.results["transform"]["contact_sheet"] = None
+        return
+    sheet = contact_sheet(rows, row_labels=labels, cell=192,
+                          col_labels=["before", f"after ({ctx.args.style})", "face before",
+                                      "face after"])
+    local = os.path.join(ctx.local_dir, "transform_contact_sheet.png")
+    _save_local(sheet, local)
+    storage.write_bytes(storage.join(out, "_beardnet", "contact_sheet.png"), encode_png(sheet),
+                        s3=ctx.s3)
+    ctx.results["transform"]["contact_sheet"] = local
+
+
+def _shipped_model_available() -> bool:
+    from pathlib import Path
+
+    return (Path(__file__).parent / "models" / "default" / "model.json").is_file()
+
+
+def _save_local(img: Any, path: str) -> None:
+    from beardnet.sheets import save_png
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    save_png(img, path)
+
+
+def _style_table(name: str, per_style: dict[str, dict[str, Any]]) -> str:
+    lines = [f"   {name} model on the test split:",
+             "   style        style_acc  beard_psnr  outside_psnr"]
+    for style, m in per_style.items():
+        acc = m.get("style_accuracy")
+        lines.append(
+            f"   {style:<12} {'' if acc is None else f'{100 * acc:8.1f}%'} "
+            f"{m.get('beard_psnr') or 0:10.2f}  {m.get('outside_psnr') or 0:11.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _bad_files() -> dict[str, bytes]:
+    """A few inputs the transform must record as errors without losing anything else."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+    return {
+        "bad/empty.jpg": b"",
+        "bad/not_an_image.jpg": b"this is a text file, not a JPEG\n",
+        "bad/truncated.jpg": jpeg[: len(jpeg) // 2],
+    }
+
+
 #: The demo's steps, in order.
-STEPS: list[Step] = [step_synth_crops]
+STEPS: list[Step] = [
+    step_synth_crops,
+    step_train,
+    step_eval,
+    step_synth_scenes,
+    step_transform,
+    step_transform_sheet,
+]
 
 
 @contextmanager
@@ -91,6 +256,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 40)")
     parser.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--steps", type=int, default=60,
+                        help="training steps of the short 2-worker demo run (default 60)")
+    parser.add_argument("--scenes", type=int, default=24,
+                        help="synthetic photos to transform (default 24)")
+    parser.add_argument("--style", default="full_beard",
+                        help="target beard style for the transform (default full_beard)")
+    parser.add_argument("--sheet-rows", dest="sheet_rows", type=int, default=6,
+                        help="photos in the before/after contact sheet (default 6)")
+    parser.add_argument("--local-dir", dest="local_dir", default=".demo",
+                        help="local folder for the contact sheets (default .demo)")
 
 
 def run_steps(ctx: DemoContext, steps: list[Step] | None = None) -> DemoContext:
@@ -133,7 +308,8 @@ def run(args: argparse.Namespace, steps: list[Step] | None = None) -> int:
         print(f"local S3 at {server.endpoint_url} (pid {server.pid}, "
               f"ready in {server.start_seconds:.1f}s)", flush=True)
         bucket_uri = server.create_bucket(args.bucket)
-        ctx = DemoContext(args=args, s3=server.settings, bucket_uri=bucket_uri)
+        ctx = DemoContext(args=args, s3=server.settings, bucket_uri=bucket_uri,
+                          local_dir=os.path.abspath(getattr(args, "local_dir", ".demo")))
         with _env(server.settings.to_env()):
             run_steps(ctx, steps)
         print(report(ctx, data_dir), flush=True)
