@@ -1,0 +1,346 @@
+"""Faces benchmark: decode + locate + align in one process, and the memory of transform actors.
+
+- :func:`locate_scenes` runs the transform's own ``prepare`` (decode, face locator, aligner) on
+  scene photos, one after another in this process, and returns the rates, the hit rate against
+  the renderer's ground-truth boxes and the aligned crops (the "same crops" the raw network
+  rate is measured on).
+- :class:`RssMonitor` watches Ray worker processes (``/proc``) while the transform job runs and
+  keeps each one's peak RSS (``VmHWM``) by role, so ``actor_peak_rss_mb`` is the real network
+  actor of the real job.
+- :func:`actor_peak_rss` is the fallback (e.g. a remote Ray): a bench-owned actor that builds
+  the job's network stage and runs crop batches through it, then reads its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ax0, ay0, ax1, ay1 = (float(v) for v in a)
+    bx0, by0, bx1, by1 = (float(v) for v in b)
+    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def locate_scenes(
+    items: Sequence[dict[str, Any]],
+    *,
+    faces: str = "mediapipe",
+    min_face_px: int = 48,
+    crop_size: int = 128,
+    style_idx: int = 4,
+) -> dict[str, Any]:
+    """Run ``beardnet.infer.transform.prepare`` on every item (``key``, ``data`` bytes, optional
+    ``boxes`` ground truth) in this process; returns timings, hit rate and the crops."""
+    from beardnet.faces import get_locator
+    from beardnet.infer.transform import TransformOptions, prepare
+
+    opts = TransformOptions(min_face_px=min_face_px, faces=faces, crop_size=crop_size)
+    locator = get_locator(faces)
+    # warm the locator (graph start-up is not per-photo work)
+    if items:
+        prepare(items[0]["data"], items[0]["key"], opts, locator)
+    decode_s = faces_s = align_s = 0.0
+    n_found = 0
+    gt_big = gt_hit = 0
+    crops: list[np.ndarray] = []
+    per_image_crops: list[int] = []
+    errors = 0
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    for it in items:
+        try:
+            prep = prepare(it["data"], it["key"], opts, locator)
+        except Exception:  # noqa: BLE001 - counted; the job reports such photos as errors
+            errors += 1
+            per_image_crops.append(0)
+            continue
+        t = prep.timings
+        decode_s += t.get("decode_s", 0.0)
+        faces_s += t.get("faces_s", 0.0)
+        align_s += t.get("align_s", 0.0)
+        n_found += prep.n_found
+        found_boxes = [np.asarray(f.box, float) for f in prep.faces]
+        if it.get("boxes") is not None:
+            for gb in it["boxes"]:
+                if max(gb[2] - gb[0], gb[3] - gb[1]) < min_face_px:
+                    continue
+                gt_big += 1
+                if any(_iou(gb, fb) >= 0.5 for fb in found_boxes):
+                    gt_hit += 1
+        if prep.crops is not None and len(prep.crops):
+            crops.append(prep.crops)
+        per_image_crops.append(0 if prep.crops is None else len(prep.crops))
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    n = len(items)
+    all_crops = np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8)
+    return {
+        "images": n,
+        "errors": errors,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_ms_per_image": 1000 * cpu / n if n else None,
+        "decode_s": decode_s,
+        "faces_s": faces_s,
+        "align_s": align_s,
+        "faces_found": n_found,
+        "crops": all_crops,
+        "styles": np.full(len(all_crops), style_idx, dtype=np.int64),
+        "per_image_crops": per_image_crops,
+        "decode_locate_ips": n / (decode_s + faces_s) if decode_s + faces_s > 0 else None,
+        "prepare_ips": n / wall if wall > 0 else None,
+        "locator_faces_per_s": n_found / faces_s if faces_s > 0 else None,
+        "locator_images_per_s": n / faces_s if faces_s > 0 else None,
+        "gt_faces_ge_min": gt_big,
+        "gt_hit_rate": gt_hit / gt_big if gt_big else None,
+    }
+
+
+def tile_sweep(
+    items: Sequence[dict[str, Any]],
+    tiles: Sequence[int] = (256, 384, 512, 1 << 20),
+    min_face_px: int = 48,
+) -> list[dict[str, Any]]:
+    """Locator cost vs hit rate for several detection tile sizes (MediaPipe's tile pyramid is
+    the locator's main cost; ``1 << 20`` = whole image only). CPU ms per photo, windows per
+    photo, share of ground-truth faces >= ``min_face_px`` found (IoU >= 0.5)."""
+    from beardnet.faces.mediapipe_locator import MediaPipeLocator
+    from beardnet.infer.codec import decode
+
+    imgs = [decode(it["data"], it["key"]).image for it in items]
+    out = []
+    for tile in tiles:
+        loc = MediaPipeLocator(min_face_px=min_face_px, tile_px=int(tile))
+        if imgs:
+            loc.locate(imgs[0])
+        hit = tot = windows = 0
+        c0 = time.process_time()
+        for im, it in zip(imgs, items, strict=True):
+            found = loc.locate(im)
+            windows += len(loc._windows(im.shape[1], im.shape[0]))
+            for gb in it.get("boxes") or []:
+                if max(gb[2] - gb[0], gb[3] - gb[1]) < min_face_px:
+                    continue
+                tot += 1
+                hit += any(_iou(gb, f.box) >= 0.5 for f in found)
+        cpu = time.process_time() - c0
+        n = max(1, len(imgs))
+        out.append({
+            "tile_px": int(tile) if tile < (1 << 20) else None,
+            "cpu_ms_per_image": 1000 * cpu / n,
+            "windows_per_image": windows / n,
+            "hit_rate": hit / tot if tot else None,
+            "faces": tot,
+        })
+    return out
+
+
+def raw_network(
+    net: Any, crops: np.ndarray, styles: np.ndarray, threads: int, batch_size: int = 32,
+    repeats: int = 1,
+) -> dict[str, float]:
+    """The network alone on ``crops`` (uint8 NHWC) in this process: ``threads`` torch threads,
+    ``batch_size``, ``torch.inference_mode``; the conversions the actor does are included.
+    The best of ``repeats`` passes counts (after one warm-up batch)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net.eval()
+        n = len(crops)
+        if n == 0:
+            return {"crops": 0.0, "seconds": 0.0, "crops_per_s": 0.0, "cpu_ms_per_crop": 0.0}
+
+        def one_pass() -> tuple[float, float]:
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for i in range(0, n, batch_size):
+                    x = torch.from_numpy(crops[i : i + batch_size]).permute(0, 3, 1, 2)
+                    x = x.float().div_(255.0)
+                    s = torch.from_numpy(styles[i : i + batch_size]).long()
+                    y, _ = net(x, s)
+                    y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
+            return time.perf_counter() - t0, time.process_time() - c0
+
+        with torch.inference_mode():  # warm-up batch
+            x = torch.from_numpy(crops[:batch_size]).permute(0, 3, 1, 2).float().div_(255.0)
+            net(x, torch.from_numpy(styles[:batch_size]).long())
+        best, cpu = min(one_pass() for _ in range(max(1, repeats)))
+        return {"crops": float(n), "seconds": best, "crops_per_s": n / best,
+                "cpu_ms_per_crop": 1000 * cpu / n}
+    finally:
+        torch.set_num_threads(old)
+
+
+# ------------------------------------------------------------------------------ memory
+def _status_kb(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def self_peak_rss_mb() -> float:
+    """Peak RSS of this process in MB (``VmHWM``, else ``ru_maxrss``)."""
+    kb = _status_kb(os.getpid(), "VmHWM")
+    if kb is None:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+class RssMonitor:
+    """Poll ``/proc`` for Ray worker processes (``ray::...`` titles) and keep each one's peak RSS.
+
+    A worker's role is the first ``ray::`` title seen that matches one of ``roles`` (regex ->
+    name); its peak is ``VmHWM`` (the kernel's high-water mark, so nothing between polls is
+    missed). Use as a context manager around the job.
+    """
+
+    def __init__(self, roles: dict[str, str], interval_s: float = 0.25) -> None:
+        self.roles = {name: re.compile(rx) for name, rx in roles.items()}
+        self.interval_s = interval_s
+        self.role_of: dict[int, str] = {}
+        self.peak_kb: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        me = os.getpid()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            if pid == me:
+                continue
+            if pid not in self.role_of:
+                cmd = _cmdline(pid)
+                if not cmd.startswith("ray::"):
+                    continue
+                for role, rx in self.roles.items():
+                    if rx.search(cmd):
+                        self.role_of[pid] = role
+                        break
+                else:
+                    continue
+            kb = _status_kb(pid, "VmHWM")
+            if kb is not None:
+                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a vanished process is fine
+                self._poll()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._loop, name="rss-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._poll()
+
+    def peak_mb(self, role: str) -> float | None:
+        """Largest peak RSS (MB) among processes of ``role``; None if none was seen."""
+        vals = [kb for pid, kb in self.peak_kb.items() if self.role_of.get(pid) == role]
+        return max(vals) / 1024.0 if vals else None
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for role in self.roles:
+            vals = [kb / 1024.0 for pid, kb in self.peak_kb.items() if self.role_of.get(pid) == role]
+            out[role] = {"processes": len(vals), "peak_mb": max(vals) if vals else None}
+        return out
+
+
+def actor_peak_rss(
+    model_uri: str | None,
+    crops: np.ndarray,
+    styles: np.ndarray,
+    *,
+    threads: int = 1,
+    batch_size: int = 32,
+    rounds: int = 3,
+    s3: Any = None,
+    num_cpus: float = 1.0,
+) -> dict[str, float]:
+    """Peak RSS (MB) of one Ray actor that builds the transform job's network stage
+    (``beardnet.infer.job._NetworkFn``: model loaded once) and runs ``rounds`` passes over
+    ``crops``. Ray must be initialised."""
+    import ray
+
+    @ray.remote(num_cpus=num_cpus)
+    class _BenchActor:
+        def __init__(self) -> None:
+            from beardnet.infer.job import _NetworkFn
+
+            self.base_mb = self_peak_rss_mb()
+            self.fn = _NetworkFn(model_uri, s3, threads, batch_size)
+            self.loaded_mb = self_peak_rss_mb()
+
+        def run(self, crops: np.ndarray, styles: np.ndarray, rounds: int) -> dict[str, float]:
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                self.fn._run(crops, styles)
+            dt = time.perf_counter() - t0
+            return {
+                "before_model_mb": self.base_mb,
+                "after_load_mb": self.loaded_mb,
+                "peak_rss_mb": self_peak_rss_mb(),
+                "crops_per_s": rounds * len(crops) / dt if dt > 0 else 0.0,
+            }
+
+    actor = _BenchActor.remote()
+    try:
+        return ray.get(actor.run.remote(crops, styles, rounds), timeout=600)
+    finally:
+        ray.kill(actor)
+
+
+def run(report: Any, located: dict[str, Any]) -> None:
+    """Record the locator figures from a :func:`locate_scenes` result."""
+    report.add("faces_per_s", located["locator_faces_per_s"], "faces/s",
+               note=f"locator alone, one process, {located['images']} scenes, "
+               f"{located['faces_found']} faces found")
+    report.add("locator_images_per_s", located["locator_images_per_s"], "images/s")
+    report.add("decode_locate_ips", located["decode_locate_ips"], "images/s",
+               note="decode + locate, one process")
+    report.add("prepare_cpu_ms_per_image", located["cpu_ms_per_image"], "ms",
+               note="CPU time of decode + locate + align per photo (all threads)")
+    if located.get("gt_hit_rate") is not None:
+        report.add("locator_hit_rate", located["gt_hit_rate"],
+                   note=f"faces the transform edits (found and aligned) with IoU >= 0.5 vs "
+                   f"the renderer's boxes, of {located['gt_faces_ge_min']} faces >= 48 px")

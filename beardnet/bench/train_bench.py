@@ -1,0 +1,263 @@
+"""Training benchmark: samples/s of a plain torch loop vs Ray Train with 1 and 2 workers.
+
+All three run the same step on the same in-memory data (seeded random crops with elliptic
+beard/face masks: the cost of a step does not depend on the pixels), the same model
+(:class:`beardnet.model.BeardNet` with the training job's defaults), the same loss
+(``beardnet.train.step.compute_losses``), AdamW, gradient clipping, an EMA of the weights
+(``ModelEMA``, as the job keeps one), and the same batch per worker. The CPU
+budget is the same too: the plain loop and the 1-worker run use ``threads`` torch threads; each
+of 2 workers uses ``threads // 2`` (so both runs fill the same cores). Throughput is timed inside
+the loop after warm-up steps, so Ray's start-up (reported separately) is not in the ratio.
+Samples/s of the 2-worker run counts both workers' batches (data parallel, weak scaling).
+Rates come from the median step time (the machine is shared; the mean is kept as well), and
+the plain loop runs before and after the Ray runs (the better of the two counts), so that a
+burst of someone else's load does not decide a ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+
+def make_data(n: int, size: int, seed: int = 0, categories: int = 5) -> dict[str, Any]:
+    """``n`` in-memory training pairs as float32 numpy arrays (NCHW) plus styles."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    src = rng.random((n, 3, size, size), dtype=np.float32)
+    tgt = np.clip(src + rng.normal(0, 0.1, src.shape).astype(np.float32), 0, 1)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    face = (((xx - 0.5) / 0.38) ** 2 + ((yy - 0.52) / 0.46) ** 2 <= 1).astype(np.float32)
+    beards = []
+    for _ in range(n):
+        ry = rng.uniform(0.05, 0.2)
+        beards.append(((xx - 0.5) / 0.3) ** 2 + ((yy - 0.75) / ry) ** 2 <= 1)
+    beard = np.stack(beards).astype(np.float32)[:, None]
+    return {
+        "src": src,
+        "tgt": tgt,
+        "style": rng.integers(0, categories, n).astype(np.int64),
+        "beard_src": beard,
+        "beard_tgt": beard[rng.permutation(n)],
+        "face": np.broadcast_to(face, (n, 1, size, size)).copy(),
+    }
+
+
+def _default_model_kwargs() -> dict[str, Any]:
+    try:
+        from beardnet.train.config import TrainConfig
+
+        return dict(TrainConfig().model)
+    except Exception:  # noqa: BLE001 - defaults of BeardNet then
+        return {}
+
+
+def _loss_fn():
+    """The training job's loss (``beardnet.train.step.compute_losses``), returning the total."""
+    from beardnet.train.step import LossConfig, compute_losses
+
+    cfg = LossConfig()
+
+    def loss(net, batch):
+        total, _ = compute_losses(net, batch, cfg)
+        return total
+
+    return loss
+
+
+def _run_loop(
+    net, data: dict[str, Any], batch: int, warmup: int, steps: int, seed: int, world: int = 1,
+    rank: int = 0, max_seconds: float | None = None,
+) -> dict[str, float]:
+    """Train ``warmup + steps`` steps; returns timings of the steps after the warm-up.
+
+    ``max_seconds`` (single process only: DDP ranks must run the same count) stops the timed
+    steps early once that much time has passed, after at least 3 of them."""
+    import numpy as np
+    import torch
+
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
+    n = len(data["style"])
+    rng = np.random.default_rng(seed + 1000 * rank)
+    from beardnet.train.step import ModelEMA
+
+    loss_fn = _loss_fn()
+    ema = ModelEMA(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    params = [p for p in net.parameters() if p.requires_grad]
+    net.train()
+    times: list[float] = []
+    last = float("nan")
+    for i in range(warmup + steps):
+        t_step = time.perf_counter()
+        idx = torch.from_numpy(rng.integers(0, n, batch))
+        b = {k: v.index_select(0, idx) for k, v in tensors.items()}
+        loss = loss_fn(net, b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(net)
+        last = float(loss.detach())
+        if i >= warmup:
+            times.append(time.perf_counter() - t_step)
+            if max_seconds is not None and len(times) >= 3 and sum(times) > max_seconds:
+                break
+    steps = len(times)
+    el = float(sum(times))
+    med = float(np.median(times))
+    return {
+        "seconds": el,
+        "steps": float(steps),
+        # median step time: robust to the spikes other users of a shared machine cause
+        "samples_per_s": world * batch / med,
+        "samples_per_s_mean": world * batch * steps / el,
+        "step_s_median": med,
+        "last_loss": last,
+    }
+
+
+def _build_net(model_kwargs: dict[str, Any]):
+    from beardnet.model.unet import BeardNet
+
+    return BeardNet(**model_kwargs)
+
+
+def plain_loop(
+    batch: int, warmup: int, steps: int, threads: int, size: int = 128, seed: int = 0,
+    n_data: int = 64, max_seconds: float | None = None,
+) -> dict[str, float]:
+    """Single-process torch loop with ``threads`` threads (restored afterwards); at most
+    ``steps`` timed steps, fewer when ``max_seconds`` runs out (a heavily loaded machine)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        net = _build_net(_default_model_kwargs())
+        data = make_data(n_data, size, seed)
+        return _run_loop(net, data, batch, warmup, steps, seed, max_seconds=max_seconds)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _ray_train_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker: same loop under DDP; rank 0 reports the timing via a tiny checkpoint."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    threads = int(config["threads"])
+    torch.set_num_threads(threads)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(config["seed"])
+    net = ray.train.torch.prepare_model(_build_net(config["model_kwargs"]))
+    data = make_data(config["n_data"], config["size"], config["seed"])
+    r = _run_loop(
+        net, data, config["batch"], config["warmup"], config["steps"], config["seed"],
+        world=world, rank=rank,
+    )
+    r["threads"] = float(torch.get_num_threads())
+    r["rank"] = float(rank)
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "bench.json"), "w") as f:
+                json.dump(r, f)
+            ray.train.report(r, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(r)
+
+
+def ray_train(
+    num_workers: int, threads: int, batch: int, warmup: int, steps: int, size: int = 128,
+    seed: int = 0, n_data: int = 64, storage: str | None = None,
+) -> dict[str, float]:
+    """Run the loop on Ray Train with ``num_workers`` workers of ``threads`` CPUs/threads each.
+
+    Ray must already be initialised. Returns rank 0's timing plus ``fit_s`` (the whole
+    ``trainer.fit()``, start-up included).
+    """
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    own_tmp = None
+    if storage is None:
+        own_tmp = tempfile.TemporaryDirectory(prefix="beardnet-bench-train-")
+        storage = own_tmp.name
+    try:
+        trainer = TorchTrainer(
+            _ray_train_loop,
+            train_loop_config={
+                "threads": threads, "batch": batch, "warmup": warmup, "steps": steps,
+                "size": size, "seed": seed, "n_data": n_data,
+                "model_kwargs": _default_model_kwargs(),
+            },
+            scaling_config=ScalingConfig(
+                num_workers=num_workers, use_gpu=False, resources_per_worker={"CPU": threads}
+            ),
+            run_config=RunConfig(
+                name=f"bench-{num_workers}w-{int(time.time())}", storage_path=storage
+            ),
+        )
+        t0 = time.perf_counter()
+        result = trainer.fit()
+        fit_s = time.perf_counter() - t0
+        if result.error is not None:
+            raise RuntimeError(f"Ray Train bench run failed: {result.error}")
+        metrics = dict(result.metrics or {})
+        if "samples_per_s" not in metrics and result.checkpoint is not None:
+            with result.checkpoint.as_directory() as d, open(os.path.join(d, "bench.json")) as f:
+                metrics = json.load(f)
+        metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        metrics["fit_s"] = fit_s
+        return metrics
+    finally:
+        if own_tmp is not None:
+            own_tmp.cleanup()
+
+
+def run(report: Any, quick: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """Plain loop, Ray Train x1, Ray Train x2; record samples/s and the two ratios."""
+    cores = threads or len(os.sched_getaffinity(0)) or 2
+    try:
+        from beardnet.train.config import TrainConfig
+
+        batch = TrainConfig().batch_size()
+    except Exception:  # noqa: BLE001
+        batch = 10
+    warmup, steps = (3, 12) if quick else (5, 60)
+    budget = 15.0 if quick else 60.0  # seconds of timed steps in the first plain run
+    plain_before = plain_loop(batch, warmup, steps, cores, max_seconds=budget)
+    # every later run does the same number of steps as the first plain run managed
+    steps = int(plain_before["steps"])
+    out: dict[str, Any] = {"batch": batch, "threads_total": cores, "warmup": warmup,
+                           "steps": steps}
+    out["ray1"] = ray_train(1, cores, batch, warmup, steps)
+    report.add("train_ray1_sps", out["ray1"]["samples_per_s"], "samples/s",
+               note=f"fit() incl. start-up {out['ray1']['fit_s']:.0f} s")
+    w2_threads = max(1, cores // 2)
+    out["ray2"] = ray_train(2, w2_threads, batch, warmup, steps)
+    report.add("train_ray2_sps", out["ray2"]["samples_per_s"], "samples/s",
+               note=f"2 x {w2_threads} thread(s), batch {batch} per worker; fit() incl. "
+               f"start-up {out['ray2']['fit_s']:.0f} s")
+    plain_after = plain_loop(batch, warmup, steps, cores)
+    out["plain_before"], out["plain_after"] = plain_before, plain_after
+    out["plain"] = max(plain_before, plain_after, key=lambda r: r["samples_per_s"])
+    report.add("train_plain_sps", out["plain"]["samples_per_s"], "samples/s",
+               note=f"batch {batch}, {cores} threads, {steps} timed steps; best of before/after "
+               f"the Ray runs ({plain_before['samples_per_s']:.1f}, "
+               f"{plain_after['samples_per_s']:.1f})")
+    from beardnet.bench.report import ratio
+
+    report.add("train1_vs_plain", ratio(out["ray1"]["samples_per_s"],
+                                        out["plain"]["samples_per_s"]))
+    report.add("train2_vs_train1", ratio(out["ray2"]["samples_per_s"],
+                                         out["ray1"]["samples_per_s"]))
+    report.details["train"] = out
+    return out
