@@ -94,11 +94,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     text = text.strip()
     if text == "":
         return parts, None
+    if text.lower() in _YAML11_WORDS:  # YAML 1.1 reads on/off/yes/no as booleans: keep words
+        return parts, text
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
     return parts, value
+
+
+#: Words YAML 1.1 turns into booleans; in ``--set`` they stay strings (pydantic still accepts
+#: them for boolean fields), so ``--set ray.progress=off`` means the word "off".
+_YAML11_WORDS = frozenset({"on", "off", "yes", "no", "y", "n"})
 
 
 def apply_overrides(data: dict[str, Any], sets: Sequence[str] | None) -> dict[str, Any]:

@@ -135,3 +135,22 @@ def test_argparse_helpers(tmp_path):
     args = parser.parse_args(["--config", str(p), "--set", "train.lr=0.5", "--set", "data.batch=4"])
     cfg = config_from_args(Job, args)
     assert (cfg.train.epochs, cfg.train.lr, cfg.data.batch) == (7, 0.5, 4)
+
+
+def test_set_keeps_on_off_words_as_strings_and_booleans_still_parse():
+    from pydantic import BaseModel, ConfigDict
+
+    from beardnet.config import load_config
+
+    class Sec(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        progress: str = "auto"
+        flag: bool = False
+
+    class Cfg(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        ray: Sec = Sec()
+
+    cfg = load_config(Cfg, None, ["ray.progress=off", "ray.flag=yes"])
+    assert cfg.ray.progress == "off"
+    assert cfg.ray.flag is True
