@@ -43,11 +43,9 @@ def test_start_stop_loopback_only_and_clean(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k-from-env")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s-from-env")
     server = LocalS3()
-    t0 = time.monotonic()
     server.start()
     try:
-        started = time.monotonic() - t0
-        assert server.start_seconds is not None and started < 60
+        assert server.start_seconds is not None
         assert server.access_key_id == "k-from-env" and not server.secret_is_default
         assert "s-from-env" not in "\n".join(server.export_lines())
         assert "s-from-env" not in repr(server) + repr(server.settings)

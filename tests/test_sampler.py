@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -147,12 +145,12 @@ def test_per_batch_from_ratio() -> None:
         per_batch_from_ratio("none:1,stubble:1,goatee:1", 10)
 
 
-def test_planning_ten_million_rows_is_fast() -> None:
+def test_planning_millions_of_skewed_rows() -> None:
+    """Scale check (behaviour only; the time and memory figures are in ``make bench``)."""
     rng = np.random.default_rng(0)
-    cats = rng.choice(5, size=10_000_000, p=[0.8, 0.1, 0.05, 0.03, 0.02]).astype(np.int16)
-    t = time.perf_counter()
-    s = RatioBatchSampler(cats, {i: 2 for i in range(5)}, 500_000, rank=1, world_size=2)
-    first = next(iter(s))
-    dt = time.perf_counter() - t
-    assert _comp(cats, first) == [2] * 5
-    assert dt < 10.0, f"planning took {dt:.1f}s"
+    cats = rng.choice(5, size=2_000_000, p=[0.8, 0.1, 0.05, 0.03, 0.02]).astype(np.int16)
+    s = RatioBatchSampler(cats, {i: 2 for i in range(5)}, 100_000, rank=1, world_size=2)
+    plan = s.plan_epoch(0)
+    assert plan.shape == (50_000, 10)
+    assert _comp(cats, plan[0].tolist()) == [2] * 5
+    assert _comp(cats, plan[-1].tolist()) == [2] * 5

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from beardnet.config import ConfigError, load_config
+from beardnet.data.sampler import ShuffleBatchSampler
 from beardnet.train.config import TrainConfig
-from beardnet.train.loop import ShuffleBatchSampler, lr_factor
+from beardnet.train.loop import lr_factor
 
 STYLES = ("none", "stubble", "mustache", "goatee", "full_beard")
 

@@ -96,14 +96,12 @@ def test_summary_config_hides_secrets() -> None:
     assert "hunter2" not in text and "AKIDEXAMPLE" not in text
 
 
-def test_transform_help_is_fast_and_lists_flags() -> None:
-    t = time.time()
+def test_transform_help_lists_flags() -> None:
     r = subprocess.run([sys.executable, "-m", "beardnet.cli", "transform", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     for flag in ("--input", "--output", "--model", "--style-map", "--incremental", "--set"):
         assert flag in r.stdout
-    assert time.time() - t < 30
 
 
 # ------------------------------------------------------------------------------ slow: the job

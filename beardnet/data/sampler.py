@@ -90,7 +90,96 @@ def per_batch_from_ratio(
     return out
 
 
-class RatioBatchSampler(Sampler[list[int]]):
+class PlannedBatchSampler(Sampler[list[int]]):
+    """What every beardnet batch sampler shares: an epoch is a plan (an int array
+    ``[len(self), batch_size]`` from :meth:`plan_epoch`, a pure function of the seed, epoch,
+    rank and world size) iterated batch by batch, with ``set_epoch`` and a
+    ``state_dict``/``load_state_dict`` that resume at the next batch.
+
+    Subclasses set ``seed``, ``num_batches``, ``rank``, ``world_size``, ``per_rank`` and
+    implement :meth:`plan_epoch`; :meth:`_state_extra` adds fields that must match on resume.
+    """
+
+    seed: int
+    num_batches: int
+    rank: int
+    world_size: int
+    per_rank: int
+    epoch: int = 0
+    _done: int = 0  # batches yielded in the current epoch on this rank
+    _plan: np.ndarray | None = None
+    _plan_epoch: int | None = None
+
+    def plan_epoch(self, epoch: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _current_plan(self) -> np.ndarray:
+        if self._plan is None or self._plan_epoch != self.epoch:
+            self._plan = self.plan_epoch(self.epoch)
+            self._plan_epoch = self.epoch
+        return self._plan
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        plan = self._current_plan()
+        if self._done >= self.per_rank:  # a finished epoch iterated again: start it over
+            self._done = 0
+        while self._done < self.per_rank:
+            b = plan[self._done]
+            self._done += 1
+            yield b.tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch; a different epoch restarts at its first batch (same epoch: keeps
+        the position, so ``load_state_dict`` followed by ``set_epoch`` resumes)."""
+        if int(epoch) != self.epoch:
+            self.epoch = int(epoch)
+            self._done = 0
+
+    @property
+    def batches_done(self) -> int:
+        """Batches yielded so far in the current epoch on this rank."""
+        return self._done
+
+    def _state_extra(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
+        """Resumable state. ``batches_done`` overrides the yielded count (pass the number of
+        batches the training loop consumed, since a DataLoader prefetches)."""
+        return {
+            "epoch": self.epoch,
+            "batches_done": int(self._done if batches_done is None else batches_done),
+            "seed": self.seed,
+            "num_batches": self.num_batches,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            **self._state_extra(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume at the next batch after ``state``. The seed, batch plan and world size must
+        match (a stream for a different world size is a different stream)."""
+        for key, mine in (
+            ("seed", self.seed),
+            ("num_batches", self.num_batches),
+            ("world_size", self.world_size),
+        ):
+            if key in state and int(state[key]) != mine:
+                raise ValueError(f"sampler state: {key}={state[key]} but this sampler has {mine}")
+        for key, mine in self._state_extra().items():
+            if key in state and state[key] != mine:
+                raise ValueError(f"sampler state: {key} {state[key]} differs from {mine}")
+        done = int(state["batches_done"])
+        if not 0 <= done <= self.per_rank:
+            raise ValueError(f"sampler state: batches_done {done} not in 0..{self.per_rank}")
+        self.epoch = int(state["epoch"])
+        self._done = done
+
+
+class RatioBatchSampler(PlannedBatchSampler):
     """Yield lists of row indices, each batch with exactly the ``per_batch`` composition.
 
     ``categories``: integer category index per row. ``per_batch``: category name or index ->
@@ -191,66 +280,41 @@ class RatioBatchSampler(Sampler[list[int]]):
         # mix categories inside each batch (deterministic, from the same generator)
         return rng.permuted(batches, axis=1)
 
-    def _current_plan(self) -> np.ndarray:
-        if self._plan is None or self._plan_epoch != self.epoch:
-            self._plan = self.plan_epoch(self.epoch)
-            self._plan_epoch = self.epoch
-        return self._plan
+    def _state_extra(self) -> dict[str, Any]:
+        return {"per_batch": [int(c) for c in self.counts]}
 
-    # -- Sampler API -------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self.per_rank
 
-    def __iter__(self) -> Iterator[list[int]]:
-        plan = self._current_plan()
-        if self._done >= self.per_rank:  # a finished epoch iterated again: start it over
-            self._done = 0
-        while self._done < self.per_rank:
-            b = plan[self._done]
-            self._done += 1
-            yield b.tolist()
+class ShuffleBatchSampler(PlannedBatchSampler):
+    """Plain shuffled batches (no sampling ratio): the ablation's baseline.
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch; a different epoch restarts at its first batch (same epoch: keeps
-        the position, so ``load_state_dict`` followed by ``set_epoch`` resumes)."""
-        if int(epoch) != self.epoch:
-            self.epoch = int(epoch)
-            self._done = 0
+    Per epoch one permutation of all rows (seeded by ``(seed, epoch)``) is cut into
+    ``num_batches`` global batches of ``batch_size`` (cycling when the rows run out); rank ``r``
+    takes global batches ``r, r+W, ...``. Same iteration and resume protocol as
+    :class:`RatioBatchSampler`.
+    """
 
-    @property
-    def batches_done(self) -> int:
-        """Batches yielded so far in the current epoch on this rank."""
-        return self._done
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        num_batches: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if n <= 0:
+            raise ValueError("ShuffleBatchSampler: no rows")
+        self.n, self.batch_size, self.num_batches = int(n), int(batch_size), int(num_batches)
+        self.rank, self.world_size, self.seed = int(rank), int(world_size), int(seed)
+        self.per_rank = self.num_batches // self.world_size
+        self.epoch = 0
+        self._done = 0
 
-    def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
-        """Resumable state. ``batches_done`` overrides the yielded count (pass the number of
-        batches the training loop consumed, since a DataLoader prefetches)."""
-        return {
-            "epoch": self.epoch,
-            "batches_done": int(self._done if batches_done is None else batches_done),
-            "seed": self.seed,
-            "num_batches": self.num_batches,
-            "per_batch": [int(c) for c in self.counts],
-            "rank": self.rank,
-            "world_size": self.world_size,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume at the next batch after ``state``. The seed, batch plan and world size must
-        match (a stream for a different world size is a different stream)."""
-        for key, mine in (
-            ("seed", self.seed),
-            ("num_batches", self.num_batches),
-            ("world_size", self.world_size),
-        ):
-            if key in state and int(state[key]) != mine:
-                raise ValueError(f"sampler state: {key}={state[key]} but this sampler has {mine}")
-        if "per_batch" in state and list(state["per_batch"]) != [int(c) for c in self.counts]:
-            raise ValueError(
-                f"sampler state: per_batch {state['per_batch']} differs from {self.counts.tolist()}"
-            )
-        done = int(state["batches_done"])
-        if not 0 <= done <= self.per_rank:
-            raise ValueError(f"sampler state: batches_done {done} not in 0..{self.per_rank}")
-        self.epoch = int(state["epoch"])
-        self._done = done
+    def plan_epoch(self, epoch: int) -> np.ndarray:
+        """This rank's batches for ``epoch`` as an int64 array ``[len(self), batch_size]``."""
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch, 7])))
+        g = self.per_rank * self.world_size
+        need = g * self.batch_size
+        stream = np.concatenate([rng.permutation(self.n) for _ in range(-(-need // self.n))])
+        return stream[:need].reshape(g, self.batch_size)[self.rank :: self.world_size]

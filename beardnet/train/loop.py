@@ -28,83 +28,11 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 CHECKPOINT_FILE = "state.pt"
-
-
-class ShuffleBatchSampler:
-    """Plain shuffled batches (no sampling ratio): the ablation's baseline.
-
-    Per epoch one permutation of all rows (seeded by ``(seed, epoch)``) is cut into
-    ``num_batches`` global batches of ``batch_size`` (cycling when the rows run out); rank ``r``
-    takes global batches ``r, r+W, ...``. Same ``state_dict`` protocol as the ratio sampler.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        num_batches: int,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-    ) -> None:
-        if n <= 0:
-            raise ValueError("ShuffleBatchSampler: no rows")
-        self.n, self.batch_size, self.num_batches = int(n), int(batch_size), int(num_batches)
-        self.rank, self.world_size, self.seed = int(rank), int(world_size), int(seed)
-        self.per_rank = self.num_batches // self.world_size
-        self.epoch = 0
-        self._done = 0
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-    def plan_epoch(self, epoch: int) -> np.ndarray:
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch, 7])))
-        g = self.per_rank * self.world_size
-        need = g * self.batch_size
-        stream = np.concatenate([rng.permutation(self.n) for _ in range(-(-need // self.n))])
-        return stream[:need].reshape(g, self.batch_size)[self.rank :: self.world_size]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        plan = self.plan_epoch(self.epoch)
-        if self._done >= self.per_rank:
-            self._done = 0
-        while self._done < self.per_rank:
-            b = plan[self._done]
-            self._done += 1
-            yield b.tolist()
-
-    def set_epoch(self, epoch: int) -> None:
-        if int(epoch) != self.epoch:
-            self.epoch = int(epoch)
-            self._done = 0
-
-    @property
-    def batches_done(self) -> int:
-        return self._done
-
-    def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "batches_done": int(self._done if batches_done is None else batches_done),
-            "seed": self.seed,
-            "num_batches": self.num_batches,
-            "world_size": self.world_size,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("seed", "num_batches", "world_size"):
-            if key in state and int(state[key]) != getattr(self, key):
-                raise ValueError(f"sampler state: {key}={state[key]} differs")
-        self.epoch = int(state["epoch"])
-        self._done = int(state["batches_done"])
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -185,7 +113,7 @@ def build_training_set(cfg: Any, s3: Any) -> tuple[Any, dict[str, Any]]:
 
 def build_sampler(cfg: Any, ds: Any, rank: int, world: int) -> Any:
     """Ratio sampler (default) or plain shuffled batches (``train.shuffle``)."""
-    from beardnet.data.sampler import RatioBatchSampler
+    from beardnet.data.sampler import RatioBatchSampler, ShuffleBatchSampler
 
     if cfg.train.shuffle:
         return ShuffleBatchSampler(
