@@ -13,12 +13,11 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from beardnet.storage import S3Settings
+from beardnet.storage import S3Settings, exported_env
 
 DESCRIPTION = (
     "Start a local S3 server and run the whole pipeline on built-in defaults: render paired "
@@ -229,21 +228,6 @@ STEPS: list[Step] = [
 ]
 
 
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration (so Ray workers and children see them)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``beardnet demo``."""
     parser.add_argument("--data-dir", default=".demo/s3",
@@ -310,7 +294,7 @@ def run(args: argparse.Namespace, steps: list[Step] | None = None) -> int:
         bucket_uri = server.create_bucket(args.bucket)
         ctx = DemoContext(args=args, s3=server.settings, bucket_uri=bucket_uri,
                           local_dir=os.path.abspath(getattr(args, "local_dir", ".demo")))
-        with _env(server.settings.to_env()):
+        with exported_env(server.settings):
             run_steps(ctx, steps)
         print(report(ctx, data_dir), flush=True)
         print("stopping the local S3 server...", flush=True)

@@ -323,16 +323,9 @@ class LocalS3:
 
     def create_bucket(self, name: str) -> str:
         """Create a bucket (no error if it exists); returns ``s3://name``."""
-        from beardnet.storage import boto3_client
+        from beardnet.storage import create_bucket
 
-        client = boto3_client(self.settings)
-        try:
-            client.create_bucket(Bucket=name)
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise
-        return f"s3://{name}"
+        return create_bucket(name, self.settings)
 
     def export_lines(self) -> list[str]:
         """Shell ``export`` lines for clients; an environment-provided secret is not shown."""

@@ -12,6 +12,7 @@ paths are taken literally (``s3://b/a b/ü.png`` names the key ``a b/ü.png``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import tempfile
@@ -79,6 +80,35 @@ class S3Settings:
         if self.secret_access_key:
             env["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
         return env
+
+
+@contextlib.contextmanager
+def exported_env(s3: S3Settings) -> Iterator[None]:
+    """Export ``s3`` as the standard ``AWS_*`` variables (:meth:`S3Settings.to_env`) for the
+    duration, so clients, subprocesses and Ray workers started meanwhile see it; restored after."""
+    values = s3.to_env()
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def create_bucket(name: str, s3: S3Settings | None = None) -> str:
+    """Create bucket ``name`` (no error if it exists already); returns ``s3://name``."""
+    client = boto3_client(s3)
+    try:
+        client.create_bucket(Bucket=name)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    return f"s3://{name}"
 
 
 def _settings(s3: S3Settings | None) -> S3Settings:

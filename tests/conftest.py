@@ -20,29 +20,15 @@ _counter = itertools.count()
 def s3() -> Iterator[object]:
     """One SeaweedFS server for the whole run; ``AWS_*`` point at it while it lives."""
     from beardnet.s3server import LocalS3
+    from beardnet.storage import exported_env
 
-    keys = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
-            "AWS_DEFAULT_REGION")
-    old = {k: os.environ.get(k) for k in keys}
     server = LocalS3(access_key_id="beardnet-test", secret_access_key="beardnet-test-secret")
     server.start()
-    st = server.settings
-    os.environ.update(
-        AWS_ENDPOINT_URL=st.endpoint_url or "",
-        AWS_ACCESS_KEY_ID=st.access_key_id or "",
-        AWS_SECRET_ACCESS_KEY=st.secret_access_key or "",
-        AWS_REGION=st.region,
-        AWS_DEFAULT_REGION=st.region,
-    )
     try:
-        yield server
+        with exported_env(server.settings):
+            yield server
     finally:
         server.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture

@@ -89,45 +89,18 @@ def _s3_endpoint(cfg: BenchConfig):
     """The configured S3, or a local SeaweedFS for the duration (AWS_* set while it runs)."""
     settings = cfg.s3.settings()
     if settings.endpoint_url:
-        yield settings, None
+        yield settings
         return
     from beardnet.s3server import LocalS3
+    from beardnet.storage import exported_env
 
-    keys = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
-    old = {k: os.environ.get(k) for k in keys}
     server = LocalS3()
     server.start()
     try:
-        st = server.settings
-        os.environ.update(
-            AWS_ENDPOINT_URL=st.endpoint_url or "",
-            AWS_ACCESS_KEY_ID=st.access_key_id or "",
-            AWS_SECRET_ACCESS_KEY=st.secret_access_key or "",
-            AWS_REGION=st.region,
-        )
-        yield st, server
+        with exported_env(server.settings):
+            yield server.settings
     finally:
         server.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _create_bucket(name: str, settings: Any, server: Any) -> None:
-    if server is not None:
-        server.create_bucket(name)
-        return
-    from beardnet.storage import boto3_client
-
-    client = boto3_client(settings)
-    try:
-        client.create_bucket(Bucket=name)
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-        if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
 
 
 def _load() -> float | None:
@@ -169,8 +142,9 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
         if not os.environ.get("RAY_ADDRESS"):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # local DDP over loopback
         from beardnet.raysession import init_ray, shutdown_ray
+        from beardnet.storage import create_bucket
 
-        with _s3_endpoint(cfg) as (settings, server):
+        with _s3_endpoint(cfg) as settings:
             try:
                 init_ray(num_cpus=None, object_store_mb=512, s3=settings)
                 if "train" in cfg.parts:
@@ -180,7 +154,7 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
                     n = cfg.n_scenes or (60 if cfg.quick else 500)
 
                     def _transform() -> Any:
-                        _create_bucket(cfg.bucket, settings, server)
+                        create_bucket(cfg.bucket, settings)
                         base = f"s3://{cfg.bucket}/run-{time.strftime('%Y%m%d-%H%M%S')}-" \
                                f"{uuid.uuid4().hex[:6]}"
                         report.details["transform_base"] = base
