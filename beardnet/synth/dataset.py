@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -73,15 +73,32 @@ def _box(mask: np.ndarray) -> list[float] | None:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
-def _writer(s3: S3Settings | None, threads: int = 8):
-    from beardnet import storage
+class _ObjectWriter:
+    """Writes objects on a thread pool; leaving the ``with`` block waits for every write (and
+    raises the first failure). ``nbytes`` counts what was handed over."""
 
-    pool = ThreadPoolExecutor(threads)
+    def __init__(self, s3: S3Settings | None, threads: int = 8) -> None:
+        self.s3 = s3
+        self.nbytes = 0
+        self._pool = ThreadPoolExecutor(threads)
+        self._futures: list[Any] = []
 
-    def put(uri: str, data: bytes):
-        return pool.submit(storage.write_bytes, uri, data, s3)
+    def put(self, uri: str, data: bytes) -> None:
+        from beardnet import storage
 
-    return pool, put
+        self.nbytes += len(data)
+        self._futures.append(self._pool.submit(storage.write_bytes, uri, data, self.s3))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                for f in self._futures:
+                    f.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _crops_chunk(
@@ -98,10 +115,7 @@ def _crops_chunk(
     from beardnet.synth.render import render_identity
 
     rows: list[dict[str, Any]] = []
-    nbytes = 0
-    pool, put = _writer(s3)
-    futures = []
-    try:
+    with _ObjectWriter(s3) as writer:
         for i in indices:
             iseed = identity_seed(seed, i)
             ident = f"id{iseed}"
@@ -116,8 +130,7 @@ def _crops_chunk(
                     (rel_b, _png(c.beard_mask.astype(np.uint8) * 255)),
                     (rel_f, _png(c.face_mask.astype(np.uint8) * 255)),
                 ):
-                    nbytes += len(data)
-                    futures.append(put(join(out_uri, rel), data))
+                    writer.put(join(out_uri, rel), data)
                 rows.append(
                     {
                         "uri": rel_img,
@@ -129,11 +142,7 @@ def _crops_chunk(
                         "split": splits[i],
                     }
                 )
-        for f in futures:
-            f.result()
-    finally:
-        pool.shutdown(wait=True)
-    return rows, nbytes
+    return rows, writer.nbytes
 
 
 def _fan_out(
@@ -228,10 +237,7 @@ def _scenes_chunk(
     from beardnet.synth.scenes import render_scene
 
     rows: list[dict[str, Any]] = []
-    nbytes = 0
-    pool, put = _writer(s3)
-    futures = []
-    try:
+    with _ObjectWriter(s3) as writer:
         for i in indices:
             sc = render_scene(identity_seed(seed, i), min_size=min_size, max_size=max_size)
             png = png_every > 0 and i % png_every == png_every - 1
@@ -245,8 +251,7 @@ def _scenes_chunk(
                 raise RuntimeError(f"encoding scene {i} failed")
             data = buf.tobytes()
             rel = f"images/scene_{i:05d}.{ext}"
-            futures.append(put(join(out_uri, rel), data))
-            nbytes += len(data)
+            writer.put(join(out_uri, rel), data)
             h, w = sc.image.shape[:2]
             rows.append(
                 {
@@ -258,11 +263,7 @@ def _scenes_chunk(
                     "format": ext,
                 }
             )
-        for f in futures:
-            f.result()
-    finally:
-        pool.shutdown(wait=True)
-    return rows, nbytes
+    return rows, writer.nbytes
 
 
 def write_scenes_dataset(
