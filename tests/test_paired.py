@@ -121,3 +121,62 @@ def test_rows_repeat_and_errors(tmp_path) -> None:
         PairedCropDataset(str(root), split="test")
     with pytest.raises(IndexError):
         ds[3]
+
+
+def test_epoch_travels_with_the_index_into_persistent_workers(tmp_path) -> None:
+    """Pairing and augmentation are re-drawn per epoch inside persistent DataLoader workers:
+    each batch element equals the main process's ``ds[(epoch, i)]``, and epochs differ."""
+    from beardnet.train.data import EpochBatches, collate
+
+    root = make_crops(tmp_path)
+    ds = PairedCropDataset(str(root), size=SIZE, augment=True, seed=5)
+    sampler = RatioBatchSampler(ds.categories_array(), {c: 1 for c in DEFAULT_CATEGORIES}, 6)
+    dl = torch.utils.data.DataLoader(
+        ds, batch_sampler=EpochBatches(sampler), num_workers=1, persistent_workers=True,
+        collate_fn=collate,
+    )
+    seen = {}
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)  # the main process only: the worker never hears of it
+        for batch in dl:
+            assert (batch["epoch"] == epoch).all()
+            for j, i in enumerate(batch["index"].tolist()):
+                ref = ds[(epoch, i)]
+                assert torch.equal(batch["src"][j], ref["src"])
+                seen[(epoch, i)] = (int(batch["src_style"][j]), batch["src"][j])
+    common = [i for (e, i) in seen if e == 0 and (1, i) in seen]
+    assert common
+    assert any(not torch.equal(seen[(0, i)][1], seen[(1, i)][1]) for i in common)
+
+
+def test_target_column_and_self_pairs(tmp_path) -> None:
+    """Rows with ``target = false`` are sources only; ``self_pair_share`` sets how often a
+    target pairs with itself, and the report counts forced self-pairs."""
+    from beardnet.data.paired import target_rows
+    from beardnet.manifest import read_manifest, write_manifest
+
+    root = make_crops(tmp_path, identities=4)
+    t = read_manifest(str(root / "manifest.parquet"))
+    flags = [c == "mustache" or i % 5 == 0 for i, c in enumerate(t.column("category").to_pylist())]
+    t = t.append_column("target", pa.array(flags))
+    write_manifest(t, str(root / "manifest.parquet"))
+    t = read_manifest(str(root / "manifest.parquet"))
+    assert target_rows(t).tolist() == [i for i, f in enumerate(flags) if f]
+    ds = PairedCropDataset(str(root), size=SIZE, augment=False, self_pair_share=0.0)
+    assert len(ds) == sum(flags)
+    pairs = [ds.pair(i) for i in range(len(ds))]
+    assert all(s != t for s, t in pairs)  # every identity has other styles: no self-pairs
+    sources = {s for s, _ in pairs}
+    assert sources - set(np.flatnonzero(flags).tolist())  # source-only rows serve as sources
+    rep = ds.pairing_report()
+    assert rep["forced_self_pairs"] == 0 and rep["expected_self_pairs_per_epoch"] == 0
+    all_self = PairedCropDataset(str(root), size=SIZE, augment=False, self_pair_share=1.0)
+    assert all(s == t for s, t in (all_self.pair(i) for i in range(len(all_self))))
+    half = PairedCropDataset(str(root), size=SIZE, augment=False, self_pair_share=0.5)
+    n_self = sum(s == t for e in range(20) for s, t in (half.pair(i, e) for i in range(len(half))))
+    assert 0.3 < n_self / (20 * len(half)) < 0.7
+    lonely = PairedCropDataset(str(root), size=SIZE, augment=False, rows=np.array([0]))
+    lonely._cat[:] = 0  # one category only: every pair is forced onto itself
+    assert lonely.pairing_report()["forced_self_pairs"] == 1
+    with pytest.raises(ValueError, match="self_pair_share"):
+        PairedCropDataset(str(root), size=SIZE, self_pair_share=1.5)

@@ -154,3 +154,25 @@ def test_planning_millions_of_skewed_rows() -> None:
     assert plan.shape == (50_000, 10)
     assert _comp(cats, plan[0].tolist()) == [2] * 5
     assert _comp(cats, plan[-1].tolist()) == [2] * 5
+
+
+def test_no_row_twice_in_a_batch_at_pool_reuse() -> None:
+    """A small pool reused many times (reshuffled between passes) never puts one row, or with
+    ``keys`` one underlying manifest row, twice into a batch; composition stays exact."""
+    from beardnet.data.sampler import ShuffleBatchSampler, dedupe_batches
+
+    cats = np.array([0] * 5 + [1] * 3 + [2] * 7)
+    s = RatioBatchSampler(cats, {0: 4, 1: 3, 2: 2}, 300, seed=2)
+    plan = s.plan_epoch(0)
+    assert all(len(set(b.tolist())) == len(b) for b in plan)
+    assert all(np.bincount(cats[b], minlength=3).tolist() == [4, 3, 2] for b in plan)
+    # oversampled rows: indices 0-5 are rows 0,0,1,1,2,2 of the manifest
+    keys = np.array([0, 0, 1, 1, 2, 2, 3, 4, 5, 6])
+    k = RatioBatchSampler(np.zeros(10, np.int64), {0: 4}, 50, seed=1, keys=keys)
+    assert all(len(set(keys[b].tolist())) == 4 for b in k.plan_epoch(0))
+    sh = ShuffleBatchSampler(9, 8, 40, seed=4)
+    assert all(len(set(b.tolist())) == 8 for b in sh.plan_epoch(0))
+    with pytest.raises(ValueError, match="distinct"):
+        dedupe_batches(np.array([[1, 1], [1, 1]]))
+    with pytest.raises(ValueError, match="distinct"):
+        RatioBatchSampler(np.zeros(3, np.int64), {0: 4}, 5).plan_epoch(0)

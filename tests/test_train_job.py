@@ -113,7 +113,7 @@ def test_shipped_configs_load() -> None:
         cfg = load_config(TrainConfig, str(root / name), [])
         assert cfg.batch_size() in (10, 20)
     q = load_config(TrainConfig, str(root / "train_quality.toml"), [])
-    assert q.loss["area_weighting"] is True and q.train.max_minutes
+    assert q.loss["area_weighting"] is True and q.train.max_steps and q.data.ratio
 
 
 def test_lr_schedule() -> None:
@@ -150,7 +150,7 @@ def test_shuffle_sampler_ranks_disjoint_and_resumable() -> None:
 
 def test_training_set_acquisition_and_ratio_batches(crops) -> None:
     """Inside the job: acquisition by category ratio then batches of the sampling ratio."""
-    from beardnet.train.loop import build_sampler, build_training_set
+    from beardnet.train.data import build_sampler, build_training_set
 
     cfg = load_config(
         TrainConfig,
@@ -209,21 +209,24 @@ def _cfg(data: str, storage_uri: str, name: str, sets: list[str]) -> TrainConfig
 def test_two_workers_on_s3_checkpoint_kill_and_resume(s3, bucket, ray_session, tmp_path) -> None:
     """2 workers, data and checkpoints on the local S3; rank 1 dies once at step 3, Ray Train
     restarts the workers, which resume from the step-2 checkpoint (not step 0) and finish; the
-    model artifact on S3 loads back."""
+    model artifact on S3 loads back. Each rank records, from inside the real job, the batch it
+    trained at every step: every batch has the exact composition, the ranks are disjoint in the
+    epoch, and the restarted workers continue at the identical batch stream."""
+    import json
+
     from beardnet import storage
     from beardnet.model import load
+    from beardnet.train.data import build_sampler, build_training_set
     from beardnet.train.job import run_training
 
-    data = render_crops(f"s3://{bucket}/crops", 5, s3=s3.settings)
+    data = render_crops(f"s3://{bucket}/crops", 9, s3=s3.settings)  # 8 train identities
     marker = tmp_path / "failed-once"
+    record = f"s3://{bucket}/batches"
     cfg = _cfg(
         data,
         f"s3://{bucket}/runs",
         "kill",
-        [
-            "train.fail_at_step=3",
-            f"train.fail_marker={marker}",
-        ],
+        ["train.fail_at_step=3", f"train.fail_marker={marker}", f"train.record_batches={record}"],
     )
     res = run_training(cfg, s3.settings, progress=False)
     assert res.ok, res.error
@@ -241,6 +244,28 @@ def test_two_workers_on_s3_checkpoint_kill_and_resume(s3, bucket, ray_session, t
     x = torch.rand(2, 3, 64, 64)
     out, mask = lm.net(x, torch.tensor([0, 3]))
     assert out.shape == x.shape and mask.shape == (2, 1, 64, 64)
+
+    # per-rank truth, recorded inside the job
+    recs: dict[tuple[int, int], list[dict]] = {}
+    for k in storage.list_keys(record + "/"):
+        r = json.loads(storage.read_bytes(storage.join(record, k), s3=s3.settings))
+        r["pid"] = k.rsplit(".", 2)[-2]
+        recs.setdefault((r["rank"], r["step"]), []).append(r)
+    ds, _ = build_training_set(cfg, s3.settings)
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+    for rank in (0, 1):
+        plan = build_sampler(cfg, ds, rank, 2).plan_epoch(0)
+        for step in (1, 2, 3, 4):
+            attempts = recs.get((rank, step))
+            assert attempts, f"rank {rank} recorded no batch for step {step}"
+            for a in attempts:  # every attempt at a step (before and after the kill) agrees
+                assert a["index"] == plan[step - 1].tolist(), (rank, step, a)
+                assert sorted(a["style"]) == [0, 1, 2, 3, 4]  # one of each style
+                assert a["epoch"] == 0
+            seen[rank].update(attempts[0]["index"])
+        pids = {a["pid"] for st in (1, 2, 3, 4) for a in recs[(rank, st)]}
+        assert len(pids) >= 2, f"rank {rank}: no restarted worker recorded a batch"
+    assert not seen[0] & seen[1], "ranks shared rows within the epoch"
 
 
 @pytest.mark.slow

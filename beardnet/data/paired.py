@@ -3,8 +3,16 @@
 Index ``i`` is a *target* row of the manifest (its category is the target style, the one the
 category and sampling ratios count; :meth:`PairedCropDataset.categories_array` gives them to the
 sampler). The source is another row of the same identity with a different category, drawn by a
-generator seeded from ``(seed, epoch, i)`` (so a sample is a pure function of those; call
-:meth:`set_epoch`); an identity with a single row pairs the row with itself.
+generator seeded from ``(seed, epoch, i)``, so a sample is a pure function of those. With
+probability ``self_pair_share`` the source is the target itself (a "leave it alone" pair); an
+identity with no row of another category pairs with itself too (a *forced* self-pair, counted
+by :meth:`PairedCropDataset.pairing_report`). An optional boolean manifest column ``target``
+marks rows that may be targets; rows with ``target = false`` only serve as sources (a source
+set rendered with every style per identity whose *targets* follow a skewed distribution).
+
+The epoch reaches the sample with the index: ``ds[(epoch, i)]`` (what
+:class:`beardnet.train.data.EpochBatches` yields), so DataLoader worker processes, persistent
+or not, re-draw pairing and augmentation every epoch; ``ds[i]`` uses :meth:`set_epoch`'s epoch.
 
 Images and masks are read through :mod:`beardnet.storage` (local or S3), decoded with OpenCV
 (RGB), resized to ``size`` when needed and kept in a small per-worker LRU cache (``preload=True``
@@ -14,7 +22,8 @@ scale/shift jitter (±5 % scale, ±3 % shift) and colour jitter (brightness, con
 gain) is applied identically to source, target and masks.
 
 ``__getitem__`` returns ``src``, ``tgt`` (float32 ``[3,H,W]`` in 0..1), ``style`` (int64),
-``beard_src``, ``beard_tgt``, ``face`` (float32 ``[1,H,W]``), ``src_style`` and ``index``.
+``beard_src``, ``beard_tgt``, ``face`` (float32 ``[1,H,W]``), ``src_style``, ``index`` and
+``epoch``.
 An acquired manifest may carry a ``repeat`` column (oversampled rows); each row then appears
 ``repeat`` times in the index.
 """
@@ -58,6 +67,7 @@ class PairedCropDataset:
         preload: bool = False,
         seed: int = 0,
         cache_items: int = 4096,
+        self_pair_share: float = 0.0,
     ) -> None:
         from beardnet.manifest import read_manifest, validate
 
@@ -76,6 +86,9 @@ class PairedCropDataset:
         self.augment = bool(augment)
         self.s3 = s3
         self.seed = int(seed)
+        if not 0.0 <= self_pair_share <= 1.0:
+            raise ValueError(f"self_pair_share must be in 0..1, got {self_pair_share}")
+        self.self_pair_share = float(self_pair_share)
         self.epoch = 0
         self.manifest_uri = manifest_uri
         self._cache_items = int(cache_items)
@@ -96,10 +109,10 @@ class PairedCropDataset:
         self._starts = np.concatenate([[0], np.cumsum(counts)])
         # index -> target row (acquired selection, with repeats)
         if rows is None:
-            rows = np.arange(table.num_rows)
+            rows = target_rows(table)
             if "repeat" in table.column_names:
                 rep = np.asarray(table.column("repeat").to_numpy(zero_copy_only=False), np.int64)
-                rows = np.repeat(rows, rep)
+                rows = np.repeat(rows, rep[rows])
         self._rows = np.asarray(rows, dtype=np.int64)
         if self._rows.size and (self._rows.min() < 0 or self._rows.max() >= table.num_rows):
             raise IndexError("paired dataset: rows out of range of the split")
@@ -179,6 +192,27 @@ class PairedCropDataset:
         """Target category index per dataset index (int64), for the ratio sampler."""
         return self._cat[self._rows]
 
+    def row_keys(self) -> np.ndarray:
+        """Manifest row per dataset index (oversampled rows repeat): the sampler keeps a
+        row out of a batch that already holds it."""
+        return self._rows.copy()
+
+    def pairing_report(self) -> dict[str, Any]:
+        """Self-pairs: the configured share, and the indices that must pair with themselves
+        because their identity has no row of another category (same every epoch)."""
+        key = self._ident.astype(np.int64) * len(self.categories) + self._cat
+        per_key = np.bincount(key, minlength=int(key.max()) + 1)
+        others = np.bincount(self._ident)[self._ident] - per_key[key]
+        forced = int((others[self._rows] == 0).sum())
+        return {
+            "self_pair_share": self.self_pair_share,
+            "forced_self_pairs": forced,
+            "expected_self_pairs_per_epoch": round(
+                forced + self.self_pair_share * (len(self) - forced), 1
+            ),
+            "pairs_per_epoch": len(self),
+        }
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (changes source choice and augmentation draws)."""
         self.epoch = int(epoch)
@@ -189,16 +223,18 @@ class PairedCropDataset:
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, int(i)])
         group = self._group(tgt)
         cand = group[self._cat[group] != self._cat[tgt]]
-        src = int(cand[rng.integers(len(cand))]) if len(cand) else tgt
-        return src, tgt
+        if rng.random() < self.self_pair_share or not len(cand):
+            return tgt, tgt
+        return int(cand[rng.integers(len(cand))]), tgt
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         import torch
 
-        if not 0 <= int(i) < len(self):
+        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
+        if not 0 <= i < len(self):
             raise IndexError(i)
-        src_row, tgt_row = self.pair(int(i))
-        rng = np.random.default_rng([self.seed, self.epoch, int(i), 1])
+        src_row, tgt_row = self.pair(i, epoch)
+        rng = np.random.default_rng([self.seed, epoch, i, 1])
         src = self._image(src_row).astype(np.float32) / 255.0
         tgt = self._image(tgt_row).astype(np.float32) / 255.0
         bs, _ = self._masks(src_row)
@@ -213,8 +249,17 @@ class PairedCropDataset:
             "beard_src": torch.from_numpy(np.ascontiguousarray(bs[None])),
             "beard_tgt": torch.from_numpy(np.ascontiguousarray(bt[None])),
             "face": torch.from_numpy(np.ascontiguousarray(face[None])),
-            "index": torch.tensor(int(i), dtype=torch.long),
+            "index": torch.tensor(i, dtype=torch.long),
+            "epoch": torch.tensor(epoch, dtype=torch.long),
         }
+
+
+def target_rows(table: pa.Table) -> np.ndarray:
+    """Rows that may be targets: all, or those whose optional ``target`` column is true."""
+    if "target" not in table.column_names:
+        return np.arange(table.num_rows)
+    flags = table.column("target").to_numpy(zero_copy_only=False)
+    return np.flatnonzero(np.asarray(flags, dtype=object) == True)  # noqa: E712 (nulls: no)
 
 
 def _augment(

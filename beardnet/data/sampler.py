@@ -14,6 +14,9 @@ How an epoch is planned (a pure function of ``(seed, epoch, rank, world_size)``)
 4. Ranks take whole batches round-robin: rank ``r`` gets global batches ``r, r+W, r+2W, ...``.
    Ranks are therefore disjoint up to pool reuse, and every batch on every rank has exactly the
    composition.
+5. No row (or, with ``keys``, no underlying manifest row of oversampled data) appears twice in
+   one batch: where a reshuffled pool would put a row twice into a batch that straddles the
+   reshuffle, :func:`dedupe_batches` swaps it with the nearest later entry that fits.
 
 ``num_batches`` is the number of batches per epoch over *all* ranks (so the epoch's content does
 not depend on the world size); ``len(sampler)`` is the number per rank: ``num_batches //
@@ -87,6 +90,54 @@ def per_batch_from_ratio(
             )
         if k:
             out[n] = k
+    return out
+
+
+def dedupe_batches(batches: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """Make every row of ``batches`` (a ``[G, k]`` plan of indices) free of repeated keys
+    (``keys[index]``, or the indices themselves) by swapping a repeated entry with the nearest
+    later entry that fits both batches. Repeats only arise where a pool is reshuffled and
+    reused (or rows are oversampled), so only those few batches are touched: vectorised
+    detection, a short Python loop for the fixes. Deterministic; raises ``ValueError`` when
+    no swap exists (the pool has fewer distinct keys than a batch needs)."""
+    if batches.shape[1] < 2:
+        return batches
+    out = np.array(batches, dtype=np.int64, copy=True)
+
+    def kk(x: np.ndarray) -> np.ndarray:
+        return x if keys is None else keys[x]
+
+    srt = np.sort(kk(out), axis=1)
+    bad = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    g = out.shape[0]
+    for b in bad:
+        row_keys = kk(out[b])
+        seen: set[int] = set()
+        for j in range(out.shape[1]):
+            key = int(row_keys[j])
+            if key not in seen:
+                seen.add(key)
+                continue
+            done = False
+            for b2 in list(range(b + 1, g)) + list(range(0, b)):
+                keys2 = kk(out[b2])
+                if key in set(keys2.tolist()):
+                    continue
+                for j2 in range(out.shape[1]):
+                    cand = int(keys2[j2])
+                    if cand in seen or cand in set(row_keys.tolist()):
+                        continue
+                    out[b, j], out[b2, j2] = out[b2, j2], out[b, j]
+                    row_keys = kk(out[b])
+                    seen.add(cand)
+                    done = True
+                    break
+                if done:
+                    break
+            if not done:
+                raise ValueError(
+                    "batch plan: a batch needs more distinct rows of a category than it has"
+                )
     return out
 
 
@@ -197,6 +248,7 @@ class RatioBatchSampler(PlannedBatchSampler):
         seed: int = 0,
         drop_last: bool = True,
         names: Categories = DEFAULT,
+        keys: np.ndarray | None = None,
     ) -> None:
         cats = np.asarray(categories)
         if cats.ndim != 1 or not np.issubdtype(cats.dtype, np.integer):
@@ -206,6 +258,9 @@ class RatioBatchSampler(PlannedBatchSampler):
         if cats.size and (cats.min() < 0 or cats.max() >= len(names)):
             raise ValueError(f"categories: values must be in 0..{len(names)-1}")
         self.names = names
+        self.keys = None if keys is None else np.asarray(keys, dtype=np.int64)
+        if self.keys is not None and self.keys.shape != cats.shape:
+            raise ValueError("keys must have one entry per row")
         self.counts = _resolve_counts(per_batch, names)
         self.batch_size = int(self.counts.sum())
         self._cats = cats
@@ -274,8 +329,10 @@ class RatioBatchSampler(PlannedBatchSampler):
                 stream = np.concatenate([rng.permutation(n) for _ in range(passes)])
             else:
                 stream = rng.permuted(np.broadcast_to(np.arange(n), (passes, n)), axis=1).ravel()
-            stream = stream[:need].reshape(g, k)[mine]
-            parts.append(pool[stream])
+            plan = pool[stream[:need].reshape(g, k)]
+            if passes > 1 or self.keys is not None:  # only reuse can repeat a row
+                plan = dedupe_batches(plan, self.keys)
+            parts.append(plan[mine])
         batches = np.concatenate(parts, axis=1).astype(np.int64, copy=False)
         # mix categories inside each batch (deterministic, from the same generator)
         return rng.permuted(batches, axis=1)
@@ -302,11 +359,13 @@ class ShuffleBatchSampler(PlannedBatchSampler):
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        keys: np.ndarray | None = None,
     ) -> None:
         if n <= 0:
             raise ValueError("ShuffleBatchSampler: no rows")
         self.n, self.batch_size, self.num_batches = int(n), int(batch_size), int(num_batches)
         self.rank, self.world_size, self.seed = int(rank), int(world_size), int(seed)
+        self.keys = None if keys is None else np.asarray(keys, dtype=np.int64)
         self.per_rank = self.num_batches // self.world_size
         self.epoch = 0
         self._done = 0
@@ -317,4 +376,5 @@ class ShuffleBatchSampler(PlannedBatchSampler):
         g = self.per_rank * self.world_size
         need = g * self.batch_size
         stream = np.concatenate([rng.permutation(self.n) for _ in range(-(-need // self.n))])
-        return stream[:need].reshape(g, self.batch_size)[self.rank :: self.world_size]
+        plan = dedupe_batches(stream[:need].reshape(g, self.batch_size), self.keys)
+        return plan[self.rank :: self.world_size]

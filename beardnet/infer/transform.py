@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from beardnet.faces import Face, FaceLocator, get_locator
-from beardnet.faces.align import align, paste_back, scale_of
+from beardnet.faces.align import align, scale_of
 from beardnet.faces.regions import Zone, beard_zone, beard_zone_in_crop
 from beardnet.geometry import DEFAULT_CROP_SIZE
 from beardnet.infer.codec import DEFAULT_MAX_PIXELS, Decoded, decode, encode_like
+from beardnet.infer.detail import face_seed, paste_face
 
 if TYPE_CHECKING:
     from beardnet.model import LoadedModel
@@ -139,10 +140,13 @@ def apply(
     style: str | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Paste ``edited_crops`` (uint8 [N, S, S, 3], same order as ``prep.crops``) back inside
-    the feathered beard zones and encode in the input's format; returns ``(bytes, info)``.
+    the feathered beard zones at native resolution (:func:`beardnet.infer.detail.paste_face`:
+    the network's change as the low band, strands or skin grain drawn at the photo's own
+    resolution as the high band, lips protected) and encode in the input's format; returns
+    ``(bytes, info)``.
 
-    ``masks`` (float [N, S, S] or [N, 1, S, S], the network's soft edit mask) only feeds
-    ``beard_area_ratio``. ``source_crops`` defaults to ``prep.crops``: only the network's change
+    ``masks`` (float [N, S, S] or [N, 1, S, S], the network's soft edit mask) says where the
+    high band goes and feeds ``beard_area_ratio``. ``source_crops`` defaults to ``prep.crops``: only the network's change
     is warped back (unedited pixels keep full sharpness); where ``prep.crops`` was dropped
     (shipped separately), they are re-cut from the decoded image (identical result).
     """
@@ -173,14 +177,17 @@ def apply(
         feather = prep.opts.feather_px
         if feather is None:
             feather = AUTO_FEATHER_EYE_FRACTION * f.eye_distance
-        paste_back(
+        paste_face(
             image,
             edited[i],
+            src[i],
+            None if masks is None else np.asarray(masks[i]),
             M,
             zone,
             float(feather),
-            source_crop=None if src is None else src[i],
-            inplace=True,
+            f,
+            info["style"],
+            face_seed(prep.key, i),
         )
         zone_c, oval_c = beard_zone_in_crop(f, M, S)
         if masks is not None:

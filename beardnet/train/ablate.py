@@ -1,18 +1,24 @@
-"""`beardnet ablate`: do the patent's knobs help rare and small beards? (issue 3, item 9)
+"""`beardnet ablate`: do the patent's three knobs help rare and small beards?
 
-From a balanced synthetic crop set, a **skewed source** is built by subsampling the train rows
-by category the way real photo sets are skewed (default ``none 80%, stubble 10%, goatee 5%,
-full_beard 3%, mustache 2%``, after CelebA's attributes); validation and test rows are kept.
-Then, at the same training budget (steps, batch size, seed, learning rate), three arms train:
+Data: a synthetic crop set in which **every identity is rendered in every style** (rendered
+into ``OUT/data`` unless ``ablate.data`` names one). Its train identities get one *target* row
+each, whose style is drawn so the targets follow ``skew`` (the skew of real photo sets); the
+identity's other renders stay in the manifest as sources only (``target = false``). So every
+pair's source is another render of the same identity, whatever the arm, and self-pairs happen
+only at ``self_pair_share`` (the same in every arm). Evaluation uses the set's test identities,
+which no arm (and no shipped model: another render seed) trained on.
 
-- ``shuffle``: the skewed rows as they are, plain shuffled batches, unweighted L1;
-- ``ratio``: category-ratio acquisition (claim 2a, ``acquire_ratio``, oversampling the short
-  categories up to the same number of rows) + the ratio batch sampler (claim 2b), unweighted;
-- ``ratio_area``: the same plus the area-weighted loss (claim 2c).
+Arms, each trained by the real Ray Train job at the same budget (steps, batch size, LR,
+schedule) for every seed in ``seeds``:
 
-(a) = ``shuffle`` vs ``ratio``; (b) = ``ratio`` vs ``ratio_area``. Each arm is evaluated on the
-held-out test split (:mod:`beardnet.evaluate`), and ``ablation.md`` / ``ablation.json`` hold the
-per-style table. Run folders go under ``OUT/runs``.
+- ``shuffle``: the skewed targets as they are, plain shuffled batches, unweighted loss;
+- ``area``: shuffle + the area-weighted loss (claim 2c alone);
+- ``ratio``: category-ratio acquisition (claim 2a) + ratio batches (claim 2b), unweighted;
+- ``ratio_area``: 2a + 2b + 2c.
+
+Per arm and seed the per-identity scores are written to ``OUT/results/ARM-sSEED.npz`` (a
+finished arm/seed is not trained again, so an interrupted ablation continues); the table
+(:mod:`beardnet.train.ablate_stats`) goes to ``OUT/ablation.md`` and ``OUT/ablation.json``.
 """
 
 from __future__ import annotations
@@ -22,34 +28,41 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from beardnet.config import S3Section, StrictModel
 
-DEFAULT_SKEW = "none:80,stubble:10,goatee:5,full_beard:3,mustache:2"
-ARMS = {
-    "shuffle": {"train.shuffle": True, "loss.area_weighting": False},
-    "ratio": {"train.shuffle": False, "loss.area_weighting": False},
-    "ratio_area": {"train.shuffle": False, "loss.area_weighting": True},
+DEFAULT_SKEW = "none:76,stubble:11,goatee:6,mustache:4,full_beard:3"
+ARMS: dict[str, dict[str, Any]] = {
+    "shuffle": {"train.shuffle": True, "loss.area_weighting": False, "ratio": False},
+    "area": {"train.shuffle": True, "loss.area_weighting": True, "ratio": False},
+    "ratio": {"train.shuffle": False, "loss.area_weighting": False, "ratio": True},
+    "ratio_area": {"train.shuffle": False, "loss.area_weighting": True, "ratio": True},
 }
 
 
 class AblateSection(StrictModel):
     """What to compare and on what."""
 
-    data: str = Field("", description="balanced crop set (folder or manifest)")
+    data: str = Field("", description="crop set with every style per identity ('' = render)")
     out: str = Field("ablation", description="output folder (local or s3://)")
+    identities: int = Field(7500, ge=10, description="identities to render when data is ''")
+    data_seed: int = Field(7, description="render seed of the data (shipped model: 0)")
     skew: str = DEFAULT_SKEW
     acquire_ratio: str = "none:1,stubble:1,mustache:1,goatee:1,full_beard:1"
     arms: list[str] = Field(default_factory=lambda: list(ARMS))
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     size: int = 64
-    steps: int = Field(300, ge=1)
+    steps: int = Field(2000, ge=1)
     per_batch: str = "none:4,stubble:4,mustache:4,goatee:4,full_beard:4"
     lr: float = 2e-3
-    seed: int = 0
+    warmup_steps: int = 100
+    self_pair_share: float = Field(0.1, ge=0, le=1)
     cpus: int = 2
-    eval_identities: int = 40
+    eval_identities: int = Field(0, ge=0, description="test identities scored (0 = all)")
     model_base: int = 16
+    loss: dict[str, Any] = Field(default_factory=dict, description="extra loss.* settings")
 
 
 class AblateConfig(StrictModel):
@@ -57,16 +70,14 @@ class AblateConfig(StrictModel):
     s3: S3Section = Field(default_factory=S3Section)
 
 
-def skewed_manifest(
-    data: str, out_uri: str, skew: str, seed: int, s3: Any = None
-) -> dict[str, Any]:
-    """Write the skewed source manifest (absolute URIs) to ``out_uri``; returns the counts."""
-    import numpy as np
+def skewed_manifest(data: str, out_uri: str, skew: str, seed: int, s3: Any = None) -> dict:
+    """Write the skewed manifest (absolute URIs, a ``target`` column) to ``out_uri``: one
+    target row per train identity, styles in the ``skew`` ratio (exact counts, largest
+    remainder), every other row a source only. Returns the target counts per style."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from beardnet.categories import DEFAULT
-    from beardnet.data.acquire import acquire
+    from beardnet.categories import DEFAULT, parse_ratio
+    from beardnet.data.acquire import largest_remainder
     from beardnet.data.paired import manifest_path
     from beardnet.manifest import read_manifest, resolve_uri, write_manifest
 
@@ -75,133 +86,133 @@ def skewed_manifest(
     for col in ("uri", "beard_mask_uri", "face_mask_uri"):
         vals = [None if v is None else resolve_uri(muri, v) for v in t.column(col).to_pylist()]
         t = t.set_column(t.schema.get_field_index(col), col, pa.array(vals, pa.string()))
-    is_train = np.asarray(pc.equal(t.column("split"), "train").to_numpy(zero_copy_only=False))
-    train_rows = np.flatnonzero(is_train)
-    cats = DEFAULT.indices(t.column("category").to_pylist()).astype(np.int64)
-    pick, rep = acquire(cats[train_rows], skew, None, seed)
-    keep = np.sort(np.concatenate([train_rows[pick], np.flatnonzero(~is_train)]))
-    write_manifest(t.take(pa.array(keep)), out_uri, s3=s3)
-    return {"rows": len(pick), "counts": rep.taken, "dropped": rep.dropped}
+    ident = np.asarray(t.column("identity").to_pylist(), dtype=object)
+    split = np.asarray(t.column("split").to_pylist(), dtype=object)
+    cats = DEFAULT.indices(t.column("category").to_pylist())
+    train_ids = np.unique(ident[split == "train"])
+    shares = parse_ratio(skew, DEFAULT, field="ablate.skew")
+    counts = largest_remainder(np.array([shares[n] for n in DEFAULT.names]), len(train_ids))
+    want = np.repeat(np.arange(len(DEFAULT)), counts)
+    rng = np.random.default_rng([seed, 0x5E])
+    want = want[rng.permutation(len(want))]
+    style_of = dict(zip(train_ids.tolist(), want.tolist(), strict=True))
+    target = [
+        split[i] == "train" and style_of.get(ident[i]) == int(cats[i]) for i in range(t.num_rows)
+    ]
+    write_manifest(t.append_column("target", pa.array(target)), out_uri, s3=s3)
+    return {n: int(c) for n, c in zip(DEFAULT.names, counts, strict=True)}
+
+
+def _train_sets(a: AblateSection, arm: str, seed: int, skew_uri: str, rows: int, out: str):
+    from beardnet import storage
+
+    spec = ARMS[arm]
+    sets = [
+        f"data.uri={skew_uri}",
+        f"data.size={a.size}",
+        "data.val_samples=0",
+        f"data.self_pair_share={a.self_pair_share}",
+        f"train.per_batch={a.per_batch}",
+        f"train.max_steps={a.steps}",
+        f"train.num_batches={max(1, rows // 20)}",
+        "train.epochs=1",
+        f"train.lr={a.lr}",
+        f"train.seed={seed}",
+        f"train.checkpoint_every={max(1, a.steps // 4)}",
+        f"train.warmup_steps={a.warmup_steps}",
+        f"model.base={a.model_base}",
+        "scaling.num_workers=1",
+        f"scaling.cpus_per_worker={a.cpus}",
+        f"run.storage={storage.join(out, 'runs')}",
+        f"run.name={arm}-s{seed}",
+        "run.progress=off",
+        f"train.shuffle={str(spec['train.shuffle']).lower()}",
+        f"loss.area_weighting={str(spec['loss.area_weighting']).lower()}",
+    ]
+    sets += [f"loss.{k}={v}" for k, v in a.loss.items()]
+    if spec["ratio"]:
+        sets += [f"data.ratio={a.acquire_ratio}", f"data.total={rows}", "data.allow_oversample=true"]
+    return sets
 
 
 def run_ablation(cfg: AblateConfig, log=print) -> dict[str, Any]:
-    """Build the skewed source, train and evaluate every arm; write the tables."""
+    """Render (if needed), build the skewed source, train and score every arm and seed, and
+    write the tables. Finished arm/seed results are reused."""
+    import io
+
     from beardnet import storage
     from beardnet.config import load_config
     from beardnet.evaluate.classifier import load_classifier
-    from beardnet.evaluate.metrics import markdown_table
-    from beardnet.evaluate.runner import evaluate_model, load_identities, write_report
+    from beardnet.evaluate.runner import load_identities
     from beardnet.model import load
+    from beardnet.train import ablate_stats
     from beardnet.train.config import TrainConfig
     from beardnet.train.job import run_training
 
     a = cfg.ablate
     s3 = cfg.s3.settings()
     out = a.out if storage.is_s3(a.out) else storage.local_path(a.out)
+    data = a.data
+    if not data:
+        data = storage.join(out, "data")
+        if not storage.exists(storage.join(data, "manifest.parquet"), s3=s3):
+            from beardnet.synth.dataset import write_crops_dataset
+
+            log(f"[ablate] rendering {a.identities} identities x 5 styles at {a.size} px")
+            write_crops_dataset(data, a.identities, a.size, a.data_seed, s3=s3)
     skew_uri = storage.join(out, "skewed", "manifest.parquet")
-    source = skewed_manifest(a.data, skew_uri, a.skew, a.seed, s3)
-    log(f"[ablate] skewed source: {source['counts']} ({source['rows']} train rows)")
+    source = skewed_manifest(data, skew_uri, a.skew, a.data_seed, s3)
+    rows = sum(source.values())
+    log(f"[ablate] skewed targets: {source} ({rows} train identities)")
     clf = load_classifier()
-    test = load_identities(a.data, "test", a.eval_identities, size=a.size, s3=s3)
-    results: dict[str, Any] = {"source": source, "config": a.model_dump(), "arms": {}}
+    ids = load_identities(data, "test", a.eval_identities or None, size=a.size, s3=s3)
+    log(f"[ablate] scoring on {len(ids.identities)} held-out test identities")
+    arms: dict[str, dict[str, Any]] = {}
+    timing: dict[str, float] = {}
     for arm in a.arms:
         if arm not in ARMS:
             raise ValueError(f"ablate.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
-        sets = [
-            f"data.uri={skew_uri}",
-            f"data.size={a.size}",
-            "data.val_samples=0",
-            f"train.per_batch={a.per_batch}",
-            f"train.max_steps={a.steps}",
-            f"train.num_batches={max(1, source['rows'] // 20)}",
-            "train.epochs=1",
-            f"train.lr={a.lr}",
-            f"train.seed={a.seed}",
-            f"train.checkpoint_every={max(1, a.steps // 4)}",
-            "train.warmup_steps=30",
-            f"model.base={a.model_base}",
-            "scaling.num_workers=1",
-            f"scaling.cpus_per_worker={a.cpus}",
-            f"run.storage={storage.join(out, 'runs')}",
-            f"run.name={arm}",
-            "run.progress=off",
-        ]
-        sets += [f"{k}={str(v).lower()}" for k, v in ARMS[arm].items()]
-        if arm != "shuffle":
-            sets += [
-                f"data.ratio={a.acquire_ratio}",
-                f"data.total={source['rows']}",
-                "data.allow_oversample=true",
-            ]
-        tcfg = load_config(TrainConfig, None, sets)
-        t0 = time.time()
-        log(f"[ablate] arm {arm}: training {a.steps} steps")
-        res = run_training(tcfg, s3, progress=False)
-        if not res.ok:
-            raise RuntimeError(f"ablation arm {arm} failed: {res.error}")
-        metrics, sheet = evaluate_model(
-            load(res.model_uri, s3=s3), a.data, "test", classifier=clf, identity_set=test
-        )
-        write_report(metrics, sheet, storage.join(out, arm), s3=s3)
-        results["arms"][arm] = {
-            "per_style": metrics["per_style"],
-            "mean": metrics["mean"],
-            "train_seconds": res.seconds,
-            "samples_per_s": res.metrics.get("samples_per_s"),
-            "acquisition": res.acquisition.get("counts"),
-            "wall_s": round(time.time() - t0, 1),
-        }
-        log(markdown_table(metrics["per_style"], f"arm {arm}"))
-    md = ablation_table(results)
+        arms[arm] = {"seeds": []}
+        for seed in a.seeds:
+            res_uri = storage.join(out, "results", f"{arm}-s{seed}.npz")
+            if storage.exists(res_uri, s3=s3):
+                z = np.load(io.BytesIO(storage.read_bytes(res_uri, s3=s3)))
+                arms[arm]["seeds"].append({k: z[k] for k in ablate_stats.METRICS})
+                continue
+            tcfg = load_config(TrainConfig, None, _train_sets(a, arm, seed, skew_uri, rows, out))
+            t0 = time.time()
+            log(f"[ablate] {arm} seed {seed}: {a.steps} steps x {tcfg.batch_size()} samples")
+            res = run_training(tcfg, s3, progress=False)
+            if not res.ok:
+                raise RuntimeError(f"ablation arm {arm} seed {seed} failed: {res.error}")
+            scores = ablate_stats.score_identities(load(res.model_uri, s3=s3).net, ids, clf)
+            buf = io.BytesIO()
+            np.savez(buf, **scores)
+            storage.write_bytes(res_uri, buf.getvalue(), s3=s3)
+            arms[arm]["seeds"].append(scores)
+            timing[f"{arm}-s{seed}"] = round(time.time() - t0, 1)
+            log(f"[ablate] {arm} seed {seed}: {timing[f'{arm}-s{seed}']} s")
+    md = ablate_stats.table(arms, ids.categories, source)
+    summary = {
+        "config": a.model_dump(),
+        "source": source,
+        "eval_identities": len(ids.identities),
+        "wall_s": timing,
+        "arms": {
+            arm: {
+                sname: {
+                    m: ablate_stats.seed_summary(v, m, si) for m in ablate_stats.METRICS
+                }
+                for si, sname in enumerate(ids.categories)
+            }
+            for arm, v in arms.items()
+        },
+    }
     storage.write_bytes(storage.join(out, "ablation.md"), md.encode(), s3=s3)
     storage.write_bytes(
-        storage.join(out, "ablation.json"), (json.dumps(results, indent=2) + "\n").encode(), s3=s3
+        storage.join(out, "ablation.json"), (json.dumps(summary, indent=2) + "\n").encode(), s3=s3
     )
-    results["markdown"] = md
-    return results
-
-
-def ablation_table(results: dict[str, Any]) -> str:
-    """Per-style Markdown: beard PSNR, style accuracy and outside PSNR of every arm, with the
-    differences (a) ratio - shuffle and (b) ratio_area - ratio."""
-    arms = results["arms"]
-    names = list(arms)
-    styles = list(next(iter(arms.values()))["per_style"])
-    src = results["source"]["counts"]
-
-    def g(arm: str, s: str, k: str) -> float | None:
-        return arms[arm]["per_style"][s].get(k) if arm in arms else None
-
-    def f(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
-    def d(x: float | None, y: float | None, fmt: str) -> str:
-        return "-" if x is None or y is None else format(x - y, "+" + fmt)
-
-    lines = [
-        f"Skewed source (train rows per category): {src}",
-        "",
-        "| target style | share in source | "
-        + " | ".join(f"{n} beard PSNR" for n in names)
-        + " | (a) ratio-shuffle | (b) area-ratio | "
-        + " | ".join(f"{n} style acc." for n in names)
-        + " | "
-        + " | ".join(f"{n} outside PSNR" for n in names)
-        + " |",
-        "|---|---:|" + "---:|" * (3 * len(names) + 2),
-    ]
-    total = sum(src.values()) or 1
-    for s in styles:
-        row = [s, f"{src.get(s, 0) / total:.0%}"]
-        row += [f(g(n, s, "beard_psnr"), ".2f") for n in names]
-        row += [
-            d(g("ratio", s, "beard_psnr"), g("shuffle", s, "beard_psnr"), ".2f"),
-            d(g("ratio_area", s, "beard_psnr"), g("ratio", s, "beard_psnr"), ".2f"),
-        ]
-        row += [f(g(n, s, "style_accuracy"), ".0%") for n in names]
-        row += [f(g(n, s, "outside_psnr"), ".1f") for n in names]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return {"markdown": md, **summary}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from beardnet.config import add_config_arguments
 
     parser.description = __doc__.split("\n\n")[0]
-    parser.add_argument("--data", default=None, help="balanced crop set (overrides ablate.data)")
+    parser.add_argument("--data", default=None, help="crop set (overrides ablate.data)")
     parser.add_argument("--out", default=None, help="output folder (overrides ablate.out)")
     add_config_arguments(parser)
 
@@ -225,9 +236,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         sets.append(f"ablate.out={args.out}")
     cfg = load_config(AblateConfig, args.config, sets)
-    if not cfg.ablate.data:
-        print("beardnet ablate: ablate.data (or --data) is required")
-        return 2
     init_ray(s3=cfg.s3.settings())
     res = run_ablation(cfg)
     print(res["markdown"])

@@ -47,6 +47,9 @@ class DataSection(_Section):
     val_samples: int = Field(100, ge=0, description="validation pairs scored per epoch (rank 0)")
     size: int = Field(128, ge=16, le=1024, description="crop side the model works at")
     augment: bool = True
+    self_pair_share: float = Field(
+        0.1, ge=0, le=1, description="share of pairs whose source is the target itself"
+    )
     loader_workers: int = Field(0, ge=0, description="torch DataLoader worker processes")
     cache_items: int = Field(4096, ge=0, description="decoded images/masks cached per worker")
 
@@ -94,7 +97,7 @@ class TrainSection(_Section):
     max_minutes: float | None = Field(
         None,
         gt=0,
-        description="wall-time budget of training (checkpointed; the LR schedule follows it)",
+        description="safety stop on training wall time (the LR schedule follows steps only)",
     )
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -113,6 +116,9 @@ class TrainSection(_Section):
         None, ge=1, description="TEST ONLY: rank 1 (or 0 alone) exits once at this step"
     )
     fail_marker: str | None = Field(None, description="TEST ONLY: file that makes the fail one-off")
+    record_batches: str | None = Field(
+        None, description="diagnostics: folder/URI where every rank records each batch it trains"
+    )
 
     @model_validator(mode="after")
     def _steps(self) -> TrainSection:

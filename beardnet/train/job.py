@@ -62,7 +62,7 @@ def _storage(cfg: TrainConfig, s3: S3Settings) -> tuple[str, Any]:
 def check_data(cfg: TrainConfig, s3: S3Settings) -> dict[str, Any]:
     """Build the training set once in the driver (manifest, acquisition, sampler) so that
     problems show before Ray starts; returns the acquisition report."""
-    from beardnet.train.loop import build_sampler, build_training_set
+    from beardnet.train.data import build_sampler, build_training_set
 
     ds, report = build_training_set(cfg, s3)
     build_sampler(cfg, ds, 0, cfg.scaling.num_workers)
