@@ -175,4 +175,4 @@ def test_no_row_twice_in_a_batch_at_pool_reuse() -> None:
     with pytest.raises(ValueError, match="distinct"):
         dedupe_batches(np.array([[1, 1], [1, 1]]))
     with pytest.raises(ValueError, match="distinct"):
-        RatioBatchSampler(np.zeros(3, np.int64), {0: 4}, 5).plan_epoch(0)
+        RatioBatchSampler(np.zeros(3, np.int64), {0: 4}, 5)

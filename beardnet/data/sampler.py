@@ -275,6 +275,14 @@ class RatioBatchSampler(PlannedBatchSampler):
                 f"RatioBatchSampler: no rows for categor{'y' if len(short) == 1 else 'ies'} "
                 f"{', '.join(short)} but the batch composition needs them"
             )
+        for i in np.flatnonzero(self.counts > 0):
+            rows = np.flatnonzero(cats == i)
+            distinct = rows.size if self.keys is None else np.unique(self.keys[rows]).size
+            if distinct < self.counts[i]:
+                raise ValueError(
+                    f"RatioBatchSampler: category {names.names[i]} has {distinct} distinct rows "
+                    f"but every batch needs {int(self.counts[i])} of them"
+                )
         if num_batches is None:
             need = self.counts > 0
             num_batches = int((self.available[need] // self.counts[need]).min())

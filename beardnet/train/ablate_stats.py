@@ -97,8 +97,7 @@ def table(arms: dict[str, dict[str, Any]], styles: tuple[str, ...], source: dict
         lines.append(f"**{heads[metric]}**, mean +- std over seeds")
         lines.append("")
         lines.append(
-            "| style | share | " + " | ".join(names) + " | "
-            + " | ".join(f"{c[0]} (p)" for c in cons) + " |"
+            "| style | share | " + " | ".join(names + [f"{c[0]} (p)" for c in cons]) + " |"
         )
         lines.append("|---|---:|" + "---:|" * (len(names) + len(cons)))
         order = [s for s in SMALL_FIRST if s in styles] + [s for s in styles if s not in SMALL_FIRST]
