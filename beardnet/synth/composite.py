@@ -104,13 +104,13 @@ def draw_beard(image: np.ndarray, rf: RealFace, look: BeardLook, rng: np.random.
     if n > 0:
         ru, rv = _roots(dens, n, cv, rng)
         ang = flow_angles(rf, look, ru, rv) + rng.normal(0, look.spread, n)
-        k = max(3, int(0.25 * cv.ppu))
+        k = max(3, int(0.12 * cv.ppu))
         swirl = _noise(rng, H, W, (k, k))
         pu = np.clip(((ru * cv.A[0, 0] + rv * cv.A[0, 1] + cv.A[0, 2]) * ss).astype(int), 0, W - 1)
         pv = np.clip(((ru * cv.A[1, 0] + rv * cv.A[1, 1] + cv.A[1, 2]) * ss).astype(int), 0, H - 1)
-        ang = ang + 0.25 * swirl[pv, pu]
+        ang = ang + 0.45 * swirl[pv, pu]
         length = rng.uniform(*look.length, n) * rng.choice([1.0, 1.0, 1.0, 0.5], n)
-        bend = rng.normal(0, 0.22, n) * length
+        bend = rng.normal(0, 0.13, n) * length
         curves = strands.strand_curves(np.stack([ru, rv], 1), ang, length, bend, points=5)
         fixed = strands.to_fixed(cv.to_px(curves.reshape(-1, 2)).reshape(n, 5, 2))
         thick = max(1, round(cv.ppu * 0.0022))

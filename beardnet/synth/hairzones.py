@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from beardnet.synth.canvas import Canvas, _noise
-from beardnet.synth.realface import NOSE, RealFace, luminance
+from beardnet.synth.realface import NOSE, UPPER_LIP_TOP, RealFace, luminance
 
 STYLES = ("stubble", "mustache", "goatee", "full_beard")
 
@@ -83,8 +83,8 @@ def sample_look(
         "colour": hair_colour(rf, rng, own_colour),
         "cheek_low": sv + float(rng.uniform(-0.02, 0.08)),
         "cheek_side": float(rng.uniform(0.22, 0.45)),
-        "width": float(rng.uniform(0.03, 0.14)),
-        "spread": float(rng.uniform(0.22, 0.38)),
+        "width": float(rng.uniform(0.0, 0.1)),
+        "spread": float(rng.uniform(0.12, 0.25)),
         "grey": float(rng.choice([0.0, 0.0, 0.0, rng.uniform(0.05, 0.3)])),
         "own_colour": own_colour,
     }
@@ -96,10 +96,12 @@ def sample_look(
                          edge=float(rng.uniform(0.12, 0.22)), **common)  # fmt: skip
     lo = float(rng.uniform(0.05, 0.1))
     hi = lo * float(rng.uniform(1.8, 2.8))
-    density = float(rng.uniform(1800, 3000))
+    density = float(rng.uniform(2400, 3800))
     edge = float(rng.uniform(0.12, 0.22))
     if style == "mustache":
-        lo, hi, density, edge = lo * 1.1, min(hi, 0.2), density * 2.5, edge * 0.4
+        lo, hi, density, edge = lo * 1.1, min(hi, 0.2), density * 1.6, edge * 0.6
+    if style == "goatee":
+        density *= 1.25
     return BeardLook(density=density, length=(lo, hi),
                      opacity=float(rng.uniform(0.6, 0.8)), fill=float(rng.uniform(0.25, 0.45)),
                      shadow=float(rng.uniform(0.08, 0.16)), patch=float(rng.uniform(0.15, 0.35)),
@@ -118,10 +120,12 @@ def cheek_line(rf: RealFace, look: BeardLook, u: np.ndarray) -> np.ndarray:
 def zone_distance(rf: RealFace, look: BeardLook, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Approximate signed distance to the style's zone (negative inside), eye distances."""
     mc = rf.mouth_centre
-    top = rf.subnasale_v + 0.015
-    d_must = np.maximum.reduce(
-        [top - v, np.abs(u - mc[0]) - (rf.mouth_half_width + look.width), v - (mc[1] + 0.06)]
-    )
+    top = rf.subnasale_v + 0.02
+    t = np.clip(np.abs(u - mc[0]) / (rf.mouth_half_width + look.width + 1e-3), 0, 1)
+    d_must = np.maximum.reduce(  # the ends droop towards the mouth corners
+        [top + 0.12 * t**2 - v, np.abs(u - mc[0]) - (rf.mouth_half_width + look.width),
+         v - (mc[1] + 0.05)]
+    )  # fmt: skip
     if look.style == "mustache":
         return d_must
     if look.style == "goatee":
@@ -149,6 +153,15 @@ def density_field(
     k3 = max(3, int(0.07 * cv.ppu))
     clumps = _noise(rng, H, W, (k3, k3))
     dens = dens * np.clip(1.0 + 0.35 * clumps, 0.3, 1.5)
+    if look.style == "mustache":  # thickest under the nose, thinning towards the ends
+        half = rf.mouth_half_width + look.width
+        dens = dens * np.clip(1.15 - (np.abs(cv.u - rf.mouth_centre[0]) / half) ** 2, 0, 1)
+        lip_top = float(rf.lm[UPPER_LIP_TOP, 1])
+        low = np.clip((cv.v - rf.subnasale_v) / max(lip_top - rf.subnasale_v, 0.02), 0, 1)
+        dens = dens * (0.5 + 0.5 * low)  # lighter under the nose, fuller at the lip line
+    else:  # fuller low on the face than high on the cheeks
+        lift = np.clip((cv.v - rf.subnasale_v) / max(rf.chin_v - rf.subnasale_v, 0.1), 0, 1)
+        dens = dens * (0.7 + 0.4 * lift)
     if look.style in ("full_beard", "goatee", "stubble"):
         # sparser beside the lower lip, where many beards thin out
         mc = rf.mouth_centre
