@@ -28,7 +28,7 @@ from beardnet.synth.hairzones import BeardLook, clip_layers, density_field, flow
 from beardnet.synth.realface import RealFace
 
 #: Relative brightness of strand tone groups; the last two are highlights.
-TONES = (0.55, 0.72, 0.88, 1.0, 1.2, 1.45)
+TONES = (0.42, 0.62, 0.82, 1.0, 1.25, 1.6)
 TONE_P = (0.18, 0.22, 0.22, 0.18, 0.12, 0.08)
 MAX_STRANDS = 60000
 #: Beard-mask threshold on the drawn hair's alpha.

@@ -90,8 +90,8 @@ def sample_look(
     }
     if style == "stubble":
         lo = float(rng.uniform(0.008, 0.015))
-        return BeardLook(density=float(rng.uniform(3000, 5000)), length=(lo, lo * 2.2),
-                         opacity=float(rng.uniform(0.45, 0.65)), fill=float(rng.uniform(0.04, 0.1)),
+        return BeardLook(density=float(rng.uniform(3500, 6000)), length=(lo, lo * 2.2),
+                         opacity=float(rng.uniform(0.55, 0.8)), fill=float(rng.uniform(0.04, 0.1)),
                          shadow=float(rng.uniform(0.05, 0.1)), patch=float(rng.uniform(0.25, 0.45)),
                          edge=float(rng.uniform(0.12, 0.22)), **common)  # fmt: skip
     lo = float(rng.uniform(0.05, 0.1))
@@ -103,7 +103,7 @@ def sample_look(
     if style == "goatee":
         density *= 1.25
     return BeardLook(density=density, length=(lo, hi),
-                     opacity=float(rng.uniform(0.6, 0.8)), fill=float(rng.uniform(0.25, 0.45)),
+                     opacity=float(rng.uniform(0.65, 0.85)), fill=float(rng.uniform(0.25, 0.45)),
                      shadow=float(rng.uniform(0.08, 0.16)), patch=float(rng.uniform(0.15, 0.35)),
                      edge=edge, **common)  # fmt: skip
 
