@@ -117,7 +117,7 @@ def draw_beard(image: np.ndarray, rf: RealFace, look: BeardLook, rng: np.random.
         groups = rng.choice(len(TONES) + 1, n, p=_tone_p(look.grey))
         colours = [np.clip(look.colour * t, 0, 1) for t in TONES]
         colours.append(
-            np.clip(np.array([0.72, 0.7, 0.68], np.float32) * float(rng.uniform(0.8, 1.1)), 0, 1)
+            np.clip(np.array([0.62, 0.6, 0.58], np.float32) * float(rng.uniform(0.75, 1.05)), 0, 1)
         )
         full = strands.rasterise(fixed, groups, len(colours), (H, W), thick)
         root = dict(strands.rasterise(fixed[:, :3], groups, len(colours), (H, W), thick))

@@ -60,7 +60,7 @@ def hair_colour(rf: RealFace, rng: np.random.Generator, own: bool) -> np.ndarray
     if own:
         b = rf.brow.astype(np.float64)
         grey = float(luminance(b))
-        col = (0.7 * b + 0.3 * grey) * rng.uniform(0.62, 0.8)
+        col = (0.85 * b + 0.15 * grey) * rng.uniform(0.6, 0.8)
     else:
         col = NATURAL[rng.integers(len(NATURAL))].astype(np.float64) * rng.uniform(0.85, 1.15)
     skin_l = float(luminance(rf.skin))
@@ -85,7 +85,7 @@ def sample_look(
         "cheek_side": float(rng.uniform(0.22, 0.45)),
         "width": float(rng.uniform(0.0, 0.1)),
         "spread": float(rng.uniform(0.12, 0.25)),
-        "grey": float(rng.choice([0.0, 0.0, 0.0, rng.uniform(0.05, 0.3)])),
+        "grey": float(rng.choice([0.0] * 7 + [rng.uniform(0.05, 0.25)])),
         "own_colour": own_colour,
     }
     if style == "stubble":
