@@ -14,6 +14,12 @@ differ from the beardless render (then closed with a 3x3 kernel, so it is a supe
 ``face_mask`` is the face oval united with the *beard envelope* (a margin of ~3 % of the crop side
 around jaw and chin where a full beard may grow below the skin outline). It is the same for every
 category of an identity and always contains the beard mask.
+
+The renderer is split by concept: :mod:`~beardnet.synth.params` (an identity's appearance),
+:mod:`~beardnet.synth.canvas` (supersampled pixel grid), :mod:`~beardnet.synth.face` (the
+beardless face), :mod:`~beardnet.synth.beard` (beard zones and layer) and
+:mod:`~beardnet.synth.strands` (the strand drawer, shared with the beards drawn onto real photos
+by :mod:`~beardnet.synth.composite`); this module composes them.
 """
 
 from __future__ import annotations
