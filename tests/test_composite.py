@@ -164,7 +164,7 @@ def test_write_composite_dataset_and_cli(tmp_path, capsys) -> None:
     cv2.imwrite(str(src / "wall.png"), np.full((80, 120, 3), 128, np.uint8))
     out = tmp_path / "pairs"
     argv = ["synth", "--mode", "composite", "--faces", str(tmp_path / "faces"), "--out",
-            str(out), "--seeds", "1", "--size", "64", "--no-ray"]  # fmt: skip
+            str(out), "--seeds", "1", "--size", "64", "--native", "--no-ray"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["photos"] == 3 and summary["clean_faces"] == 1
@@ -177,6 +177,9 @@ def test_write_composite_dataset_and_cli(tmp_path, capsys) -> None:
     assert all(r["source"] == "people/hopper.jpg" for r in rows)
     img = cv2.imread(str(out / rows[1]["uri"]))
     assert img.shape == (64, 64, 3)
+    assert rows[0]["native_uri"] is None  # none: the photo itself
+    native = cv2.imread(str(out / rows[4]["native_uri"]))
+    assert native.shape == cv2.imread(_photo("grace_hopper.jpg")).shape
     import pyarrow.parquet as pq
 
     faces = pq.read_table(out / "faces.parquet").to_pylist()
