@@ -184,6 +184,8 @@ def test_write_composite_dataset_and_cli(tmp_path, capsys) -> None:
 
     faces = pq.read_table(out / "faces.parquet").to_pylist()
     assert {f["status"] for f in faces} == {"clean", "decode_error"}
+    clean = next(f for f in faces if f["status"] == "clean")
+    assert clean["hair_hair"] is False and clean["hair_score"] is not None
 
 
 @pytest.mark.slow

@@ -302,7 +302,9 @@ def write_composite_dataset(
     for r in report:
         r["box"] = json.dumps(r.get("box"))
     buf = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(report), buf, compression="zstd")
+    cols = list(dict.fromkeys(k for r in report for k in r))  # every key, first-seen order
+    report_table = pa.Table.from_pylist([{k: r.get(k) for k in cols} for r in report])
+    pq.write_table(report_table, buf, compression="zstd")
     storage.write_bytes(storage.join(out_uri, "faces.parquet"), buf.getvalue().to_pybytes(), s3)
     status = Counter(r["status"] for r in report)
     dt = time.perf_counter() - t0
