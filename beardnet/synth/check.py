@@ -11,7 +11,7 @@ goatee 99.5 %, full_beard 98.5 %. The detector is scale-sensitive on drawn faces
 256 px the same crops give 97.4 % (full_beard 93 %), to 384 px 99.6 % (ids 0-99), and the bare
 128 px crop (face filling the frame, cut at the chin) only ~63 %, mostly full beards missed.
 Dense high-contrast beard strands were what lowered the rate; the renderer's strand opacity
-and beard extent are tuned for it (``render.STRAND_ALPHA``, ``beard_sideburn``).
+and beard extent are tuned for it (``beard.STRAND_ALPHA``, ``beard_sideburn``).
 """
 
 from __future__ import annotations

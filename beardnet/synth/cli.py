@@ -19,6 +19,11 @@ crops:  every identity in every beard style (none, stubble, mustache, goatee, fu
 scenes: photo-like images with 0-3 faces of varied size/position/style:
         OUT/images/scene_NNNNN.jpg (every 4th .png), OUT/manifest.parquet with each face's
         box [x0,y0,x1,y1], style and landmarks (JSON).
+composite: beards drawn onto your own real photos (--faces: any folder or s3:// prefix of
+        JPEG/PNG, optional --labels CSV/Parquet): for every clean-shaven face the aligned crop
+        is the `none` row and each of --seeds seeds adds one row per style, same identity;
+        OUT/manifest.parquet (same columns as crops, plus source/person/aug_seed/area_ratio),
+        OUT/faces.parquet (every face found: used, or why not, e.g. facial hair).
 Deterministic from --seed. Large counts fan out over Ray (RAY_ADDRESS or a local Ray).
 Options given on the command line override the config file's [synth] section and --set.
 """
@@ -28,7 +33,13 @@ class SynthSection(StrictModel):
     """What to render and where to write it."""
 
     out: str = Field("", description="output folder URI (local path, file:// or s3://)")
-    mode: Literal["crops", "scenes"] = "crops"
+    mode: Literal["crops", "scenes", "composite"] = "crops"
+    faces: str = Field("", description="composite mode: folder/prefix of real photos")
+    labels: str = Field("", description="composite mode: per-face labels (CSV or Parquet)")
+    only_split: str = Field("", description="composite mode: only faces labelled this split")
+    seeds: int = Field(4, ge=1, description="composite mode: beards per style per face")
+    native: bool = Field(False, description="composite mode: also write full-size composites")
+    min_face_px: int = Field(60, ge=16, description="composite mode: smallest face width")
     identities: int = Field(100, ge=1, description="crops mode: identities (x5 images)")
     count: int = Field(50, ge=1, description="scenes mode: number of scenes")
     size: int = Field(128, ge=32, le=2048, description="crops mode: crop side in pixels")
@@ -56,9 +67,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=["crops", "scenes"],
+        choices=["crops", "scenes", "composite"],
         help="crops: paired aligned crops for training; scenes: photo-like "
-        "images for the transform job (default crops)",
+        "images for the transform job; composite: beards drawn onto your real photos "
+        "(default crops)",
+    )
+    parser.add_argument(
+        "--faces", metavar="URI", help="composite mode: folder or s3:// prefix of JPEG/PNG photos"
+    )
+    parser.add_argument(
+        "--labels",
+        metavar="URI",
+        help="composite mode: per-face labels, CSV or Parquet (file, x0, y0, x1, y1, "
+        "facial_hair[, identity, split]); a label decides whether a face is clean",
+    )
+    parser.add_argument(
+        "--only-split",
+        metavar="SPLIT",
+        help="composite mode: use only faces whose label has this split (e.g. train)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, metavar="N", help="composite mode: beards per style per face (4)"
+    )
+    parser.add_argument(
+        "--native",
+        action="store_const",
+        const=True,
+        default=None,
+        help="composite mode: also write the full photo with each beard under OUT/native/",
+    )
+    parser.add_argument(
+        "--min-face-px", type=int, metavar="PX", help="composite mode: smallest face (60)"
     )
     parser.add_argument(
         "--identities",
@@ -115,7 +154,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _merged(args: argparse.Namespace) -> SynthConfig:
     cfg = config_from_args(SynthConfig, args)
     data = cfg.synth.model_dump()
-    for key in ("out", "mode", "identities", "count", "seed", "min_size", "max_size", "use_ray"):
+    keys = ("out", "mode", "identities", "count", "seed", "min_size", "max_size", "use_ray",
+            "faces", "labels", "only_split", "seeds", "native", "min_face_px")  # fmt: skip
+    for key in keys:
         val = getattr(args, key, None)
         if val is not None:
             data[key] = val
@@ -139,7 +180,18 @@ def run(args: argparse.Namespace) -> int:
     if not sy.out:
         raise SystemExit("beardnet synth: --out URI is required (or synth.out in the config)")
     s3 = cfg.s3.settings()
-    if sy.mode == "crops":
+    if sy.mode == "composite":
+        from beardnet.synth.pairs import CompositeOptions, write_composite_dataset
+
+        if not sy.faces:
+            raise SystemExit("beardnet synth --mode composite: --faces URI is required")
+        opts = CompositeOptions(size=sy.size, seeds=sy.seeds, seed=sy.seed,
+                                min_face_px=sy.min_face_px, native=sy.native,
+                                only_split=sy.only_split or None)  # fmt: skip
+        summary = write_composite_dataset(
+            sy.faces, sy.out, opts, labels_uri=sy.labels or None, s3=s3, use_ray=sy.use_ray
+        )
+    elif sy.mode == "crops":
         summary = write_crops_dataset(
             sy.out, sy.identities, size=sy.size, seed=sy.seed, s3=s3, use_ray=sy.use_ray
         )
