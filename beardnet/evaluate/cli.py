@@ -126,7 +126,8 @@ def run_real(args: argparse.Namespace, s3) -> int:
     print(real_table(report))
     print(
         f"texture reference: {report['texture_reference']} ({report['texture_reference_faces']}"
-        " facial-hair zones)"
+        " facial-hair zones; bare skin of clean faces: "
+        f"{report['texture_bare_skin_median']})"
     )
     if report["unscored"] or report["skipped"]:
         print(

@@ -124,6 +124,14 @@ def evaluate_real(
     ]
     hair = [t for t in hair if t is not None]
     ref = float(np.median(hair)) if hair else None
+    # For comparison: the same measure on clean faces' full-beard zones (bare skin).
+    bare = [
+        rm.texture(pr.before, z.full_beard)
+        for pr in results
+        for lf, z in pr.faces
+        if z is not None and lf.facial_hair == "none"
+    ]
+    bare = [t for t in bare if t is not None]
     cases: list[dict[str, Any]] = []
     for pr in results:
         for lf, z in pr.faces:
@@ -154,6 +162,7 @@ def evaluate_real(
         "faces_scored": sum(1 for pr in results for _, z in pr.faces if z is not None),
         "texture_reference": ref,
         "texture_reference_faces": len(hair),
+        "texture_bare_skin_median": float(np.median(bare)) if bare else None,
         "summary": summary,
         "faces": cases,
         "photo_cases": photo_cases,
@@ -161,7 +170,13 @@ def evaluate_real(
         "skipped": skipped,
         "seconds": round(time.time() - t_start, 1),
     }
-    sheets = {s: before_after_sheet(results, s) for s in styles}
+    model_id = report["model"]
+    sheets = {
+        s: before_after_sheet(
+            results, s, f"model {model_id}, style {s}: each face before | after, native size"
+        )
+        for s in styles
+    }
     return _jsonable(report), sheets
 
 
@@ -190,8 +205,9 @@ def _crop_box(z: FaceZones, lf: LabelledFace, shape: tuple[int, ...]) -> tuple[i
     )
 
 
-def before_after_sheet(results: list[PhotoResult], style: str) -> np.ndarray:
-    """Each scored face as ``before | after`` at native resolution, packed in rows."""
+def before_after_sheet(results: list[PhotoResult], style: str, title: str = "") -> np.ndarray:
+    """Each scored face as ``before | after`` at native resolution, packed in rows under a
+    title band (``title``, else the style)."""
     import cv2
 
     tiles = []
@@ -208,7 +224,7 @@ def before_after_sheet(results: list[PhotoResult], style: str) -> np.ndarray:
             band = np.full((14, body.shape[1], 3), 255, np.uint8)
             name = pr.file.rsplit("/", 1)[-1][:28]
             cv2.putText(
-                band, f"{name}#{lf.face} {lf.facial_hair}", (2, 11),
+                band, f"{name}#{lf.face} hair:{lf.facial_hair}", (2, 11),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA,
             )  # fmt: skip
             tiles.append(np.concatenate([band, body], axis=0))
@@ -232,7 +248,12 @@ def before_after_sheet(results: list[PhotoResult], style: str) -> np.ndarray:
             band[: t.shape[0], x : x + t.shape[1]] = t
             x += t.shape[1] + 4
         bands.append(band)
-    return np.concatenate(bands, axis=0)
+    head = np.full((22, width, 3), 255, np.uint8)
+    cv2.putText(
+        head, title or f"style: {style} (each face: before | after)", (4, 16),
+        cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA,
+    )  # fmt: skip
+    return np.concatenate([head, *bands], axis=0)
 
 
 def _jsonable(o: Any) -> Any:
