@@ -183,7 +183,7 @@ def load_crop_set(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Renders already written as a crop set (folder or manifest; local or S3), one split:
     (uint8 [N,h,w,3] classifier inputs, int64 labels [N])."""
-    from beardnet.evaluate.runner import load_identities
+    from beardnet.evaluate.identities import load_identities
 
     ds = load_identities(data, split, max_identities, categories, threads=4)
     n, c = ds.images.shape[:2]
