@@ -12,6 +12,8 @@ side, whichever is larger), sets the work:
 - each level is scanned in ``128 x 128`` windows overlapping by half (a face of up to 64 px of
   a level lies whole inside one window; larger faces are whole in a window of the next level),
   until a level fits one window, which is then scanned whole;
+- the level that fits one window is also scanned by the full-range model (one call per photo:
+  it finds strongly rolled faces the short-range model misses);
 - a detection touching a window edge that is not an image edge is dropped (another window sees
   that face whole), and duplicates across windows and levels are merged by NMS.
 
@@ -39,7 +41,7 @@ import threading
 
 import numpy as np
 
-from beardnet.faces import Face, min_face_for, nms
+from beardnet.faces import MIN_FACE_FRAC, MIN_FACE_PX, Face, min_face_for, nms
 from beardnet.faces.align import invert, transform_points, warp
 from beardnet.faces.regions import FACE_OVAL
 
@@ -69,8 +71,8 @@ class MediaPipeLocator:
     def __init__(
         self,
         min_score: float = 0.5,
-        min_face_px: int = 48,
-        min_face_frac: float = 0.0,
+        min_face_px: int = MIN_FACE_PX,
+        min_face_frac: float = MIN_FACE_FRAC,
         det_face_px: float = DET_FACE_PX,
         overlap: float = 0.5,
         tile_px: int | None = None,
@@ -107,12 +109,17 @@ class MediaPipeLocator:
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=0, min_detection_confidence=self.min_score
         )
+        # Once per photo, on the level that fits one window: the full-range model, which finds
+        # strongly rolled faces (60 degrees) that the short-range one misses.
+        self._full = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=self.min_score
+        )
         self._mesh = (
             mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True,
                 max_num_faces=1,
                 refine_landmarks=True,
-                min_detection_confidence=0.3,
+                min_detection_confidence=0.5,  # the mesh confirms the face: 0.3 meshed noise
             )
             if self.use_mesh
             else None
@@ -161,8 +168,12 @@ class MediaPipeLocator:
                 tile = level if side < 0 else level[y0 : y0 + side, x0 : x0 + side]
                 th, tw = tile.shape[:2]
                 self.calls += 1
-                res = self._detector.process(np.ascontiguousarray(tile))
-                for det in res.detections or []:
+                tile = np.ascontiguousarray(tile)
+                dets = list(self._detector.process(tile).detections or [])
+                if side < 0:  # the whole (smallest) level: the full-range model too
+                    self.calls += 1
+                    dets += list(self._full.process(tile).detections or [])
+                for det in dets:
                     rb = det.location_data.relative_bounding_box
                     box = np.array(
                         [rb.xmin * tw, rb.ymin * th, (rb.xmin + rb.width) * tw,
@@ -228,8 +239,11 @@ class MediaPipeLocator:
         ev = np.asarray(face.right_eye, np.float64) - np.asarray(face.left_eye, np.float64)
         ang = float(np.arctan2(ev[1], ev[0])) if np.hypot(*ev) > 1e-6 else 0.0
         pts, used = None, 0.0
-        for a in (ang, 0.0) if abs(ang) > np.deg2rad(5) else (0.0,):
-            pts, used = self._mesh_at(image, cx, cy, scale, out, a), a
+        tries = [(a, 1.0) for a in ((ang, 0.0) if abs(ang) > np.deg2rad(5) else (0.0,))]
+        # A detector box that covers part of a rolled face: once more with twice the crop.
+        tries += [(ang, 0.5), (0.0, 0.5)] if abs(ang) > np.deg2rad(5) else [(0.0, 0.5)]
+        for a, k in tries:
+            pts, used = self._mesh_at(image, cx, cy, scale * k, out, a), a
             if pts is not None:
                 break
         if pts is None:
@@ -284,6 +298,7 @@ class MediaPipeLocator:
     def close(self) -> None:
         with self._lock:
             self._detector.close()
+            self._full.close()
             if self._mesh is not None:
                 self._mesh.close()
 
