@@ -206,3 +206,32 @@ def locate_photo(
             best = run
     assert best is not None
     return best
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m beardnet.bench.locator_bench [--faces N] [--settings a,b] [--quick]``: print
+    the curve (JSON lines) and the large-photo check, with the load average."""
+    import argparse
+    import json
+    import os
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--faces", type=int, default=500, help="scene faces >= 48 px (quick: 60)")
+    ap.add_argument("--settings", default=None, help=f"comma-separated of {', '.join(CURVE)}")
+    ap.add_argument("--quick", action="store_true", help="60 faces, two settings")
+    a = ap.parse_args(argv)
+    n = 60 if a.quick else a.faces
+    labels = a.settings.split(",") if a.settings else list(QUICK_CURVE if a.quick else CURVE)
+    items = scene_items(n)
+    for row in locator_curve(items, {k: CURVE[k] for k in labels}):
+        print(json.dumps({**row, "load": os.getloadavg()[0]}), flush=True)
+    data, box = big_photo(0)
+    for frac in (1 / 16, 1 / 12):
+        res = locate_photo(data, 48, frac)
+        print(json.dumps({"photo": "6000x4000, one face", "truth": box, "min_face_frac": frac,
+                          **res, "load": os.getloadavg()[0]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -293,6 +293,8 @@ class MediaPipeLocator:
                 # A weak detection the mesh cannot confirm is a blob, not a face (on the
                 # synthetic scenes every such false face scored < CONFIRM_SCORE).
                 faces = [f for f in faces if f.landmarks is not None or f.score >= CONFIRM_SCORE]
+                # Two detections (a face and a loose box around it) can mesh onto one face.
+                faces = nms(faces, 0.4)
         return faces
 
     def close(self) -> None:
