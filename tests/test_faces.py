@@ -251,7 +251,8 @@ def test_locator_multiple_faces_of_any_size(locator) -> None:
     from beardnet.synth.render import render_crop
 
     big[700:780, 1500:1580] = render_crop(7, "goatee", 80).image
-    found = locator.locate(big)
+    # 80 px is below the default 1/16 of this photo's short side: ask for 48 px faces here.
+    found = get_locator("mediapipe", min_face_frac=0.0).locate(big)
     assert len(found) == 1 and found[0].box[0] > 1480 and found[0].box[1] > 680
     close = render_crop(8, "full_beard", 400).image
     assert len(locator.locate(close)) == 1
@@ -330,20 +331,7 @@ def test_locator_thread_safe(locator) -> None:
         assert all(np.allclose(a, b) for a, b in zip(boxes, ref, strict=True))
 
 
-@pytest.mark.parametrize(
-    "angle",
-    [
-        35,
-        pytest.param(
-            60,
-            marks=pytest.mark.xfail(
-                reason="known miss: the short-range pyramid's keypoints on a 60-degree roll "
-                "send the mesh astray (the scenes roll faces by at most 12 degrees)",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("angle", [35, 60])
 def test_locator_rolled_faces(locator, angle: int) -> None:
     from beardnet.synth.render import render_crop
 

@@ -33,7 +33,7 @@ import numpy as np
 KINDS = ("mediapipe", "haar")
 #: Default smallest face (px, larger side of the face box) and share of the photo's short side.
 MIN_FACE_PX = 48
-MIN_FACE_FRAC = 0.0
+MIN_FACE_FRAC = 1 / 16
 #: Smallest face (px in the image given to ``locate``) whose mesh still aligns well: the floor
 #: of :func:`locate_scale`'s reduced decode.
 MESH_MIN_PX = 48
