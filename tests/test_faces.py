@@ -251,7 +251,8 @@ def test_locator_multiple_faces_of_any_size(locator) -> None:
     from beardnet.synth.render import render_crop
 
     big[700:780, 1500:1580] = render_crop(7, "goatee", 80).image
-    found = locator.locate(big)
+    # 80 px is below the default 1/16 of this photo's short side: ask for 48 px faces here.
+    found = get_locator("mediapipe", min_face_frac=0.0).locate(big)
     assert len(found) == 1 and found[0].box[0] > 1480 and found[0].box[1] > 680
     close = render_crop(8, "full_beard", 400).image
     assert len(locator.locate(close)) == 1
@@ -346,3 +347,65 @@ def test_locator_rolled_faces(locator, angle: int) -> None:
         d = np.linalg.norm(gt["right_eye"] - gt["left_eye"])
         for name, got in (("left_eye", f.left_eye), ("right_eye", f.right_eye), ("mouth", f.mouth)):
             assert np.linalg.norm(gt[name] - got) < 0.15 * d, (seed, name)
+
+
+# ------------------------------------------------------------------ smallest face, reduced decode
+
+
+def test_min_face_rule_and_locate_scale() -> None:
+    from beardnet.faces import MESH_MIN_PX, locate_scale, min_face_for
+
+    assert min_face_for(1024, 768, 48, 0.0) == 48
+    assert min_face_for(6000, 4000, 48, 1 / 16) == 250  # the fraction wins on big photos
+    assert min_face_for(640, 480, 48, 1 / 16) == 48  # the pixel floor wins on small ones
+    assert locate_scale(1024, 768, 48, 0.0) == 1.0  # never upscale
+    assert locate_scale(6000, 4000, 48, 1 / 16) == pytest.approx(250 / MESH_MIN_PX)
+    assert locate_scale(4000, 3000, 192, 0.0) == pytest.approx(192 / MESH_MIN_PX)
+    assert locate_scale(8000, 6000, 48, 1 / 16) > locate_scale(4000, 3000, 48, 1 / 16)
+    with pytest.raises(ValueError):
+        locate_scale(0, 10, 48)
+
+
+def test_detection_plan_scales_with_photo_over_smallest_face() -> None:
+    from beardnet.faces.mediapipe_locator import MediaPipeLocator
+
+    loc = MediaPipeLocator(min_face_px=48, min_face_frac=1 / 16, mesh=False)
+    small = sum(len(w) for _, w in loc.windows(1500, 1000))
+    big = sum(len(w) for _, w in loc.windows(6000, 4000))
+    assert big == small  # same photo/face ratio: same detector calls, whatever the pixels
+    plan = loc.windows(1024, 768, min_face_px=48)
+    assert plan[-1][1] == [(0, 0, -1)] and plan[0][0] < 1.0
+    assert sum(len(w) for _, w in loc.windows(1024, 768, min_face_px=96)) < sum(
+        len(w) for _, w in plan
+    )
+
+
+def test_reduced_image_finds_the_faces_of_the_full_image(locator) -> None:
+    from beardnet.faces import get_locator, locate_scale
+    from beardnet.synth.scenes import render_scene
+
+    loc = get_locator("mediapipe", min_face_px=96, min_face_frac=0.0)
+    compared = 0
+    for seed in (3, 11, 21):
+        sc = render_scene(seed, size=1600, n_faces=3)
+        h, w = sc.image.shape[:2]
+        k = locate_scale(w, h, 96, 0.0)
+        assert k == 2.0
+        small = cv2.resize(sc.image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        full = [f for f in loc.locate(sc.image) if f.size >= 96]
+        reduced = [f.scaled(w / small.shape[1]) for f in loc.locate(small, min_face_px=48)]
+        for f in full:
+            compared += 1
+            assert max(box_iou(f.box, g.box) for g in reduced) >= 0.7, seed
+            g = max(reduced, key=lambda g: box_iou(f.box, g.box))
+            assert np.linalg.norm(g.mouth - f.mouth) < 0.15 * f.eye_distance
+    assert compared >= 3
+
+
+def test_one_face_on_a_large_photo_is_found_once() -> None:
+    from beardnet.bench.locator_bench import big_photo, locate_photo
+
+    data, box = big_photo(1, width=4000, height=3000, face_px=500)
+    res = locate_photo(data, min_face_px=48, min_face_frac=1 / 12, repeats=1)
+    assert res["faces"] == 1 and res["factor"] > 2
+    assert box_iou(np.asarray(res["boxes"][0]), np.asarray(box)) >= 0.6

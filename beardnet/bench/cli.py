@@ -1,7 +1,8 @@
 """``beardnet bench [--quick] [--out bench/results]``: measure, compare, write the table.
 
 Parts (``--parts``, default all): ``sampler`` (no Ray), ``train`` (plain loop, Ray Train x1,
-x2), ``transform`` (local S3 + Ray Data job vs raw network, locator, actor RSS). Starts a local
+x2), ``transform`` (local S3 + Ray Data job vs raw network, locator, actor RSS), ``peer`` (the
+plain process-pool loop vs ``beardnet transform`` on the same local folder). Starts a local
 S3 server (SeaweedFS) unless an endpoint is configured (``s3.endpoint_url`` or
 ``AWS_ENDPOINT_URL``), and a local Ray unless ``RAY_ADDRESS`` is set. Writes
 ``OUT/<date>-<host>[-quick].json`` and ``.md`` and prints the Markdown table. Exit code 0 when
@@ -30,7 +31,7 @@ from pydantic import Field
 from beardnet.config import S3Section, StrictModel, load_config
 
 DESCRIPTION = __doc__.split("\n\n")[0] if __doc__ else None
-PARTS = ("sampler", "train", "transform")
+PARTS = ("sampler", "train", "transform", "peer")
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +42,8 @@ class BenchConfig(StrictModel):
     parts: list[str] = Field(default_factory=lambda: list(PARTS))
     out: str = Field("bench/results", description="folder for the JSON and Markdown results")
     n_scenes: int | None = Field(None, ge=1, description="scene photos (default 500; quick 60)")
+    n_peer: int | None = Field(None, ge=1, description="photos for the peer (default 300; quick 40)")
+    peer_dir: str = Field(".bench/peer", description="local folder for the peer's photos")
     seed: int = 1000
     threads: int | None = Field(None, ge=1, description="torch threads in total (default: cores)")
     bucket: str = Field("beardnet-bench", description="bucket for scenes and outputs")
@@ -137,7 +140,7 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
     # the sampler first, in a process without Ray (its memory figure is clean)
     if "sampler" in cfg.parts:
         _part(report, "sampler", sampler_bench.run, report, quick=cfg.quick)
-    need_ray = any(p in cfg.parts for p in ("train", "transform"))
+    need_ray = any(p in cfg.parts for p in ("train", "transform", "peer"))
     if need_ray:
         if not os.environ.get("RAY_ADDRESS"):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # local DDP over loopback
@@ -165,6 +168,12 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
                         )
 
                     _part(report, "transform", _transform)
+                if "peer" in cfg.parts:
+                    from beardnet.bench import peer_bench
+
+                    _part(report, "peer", peer_bench.run, report, cfg.peer_dir,
+                          n=cfg.n_peer or (40 if cfg.quick else 300), seed=cfg.seed,
+                          overrides=cfg.transform)
             finally:
                 shutdown_ray()
     report.part_seconds["total"] = time.perf_counter() - t_all

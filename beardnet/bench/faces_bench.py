@@ -105,47 +105,24 @@ def locate_scenes(
         "locator_faces_per_s": n_found / faces_s if faces_s > 0 else None,
         "locator_images_per_s": n / faces_s if faces_s > 0 else None,
         "gt_faces_ge_min": gt_big,
+        "gt_hits": gt_hit,
         "gt_hit_rate": gt_hit / gt_big if gt_big else None,
     }
 
 
 def tile_sweep(
     items: Sequence[dict[str, Any]],
-    tiles: Sequence[int] = (256, 384, 512, 1 << 20),
+    settings: Sequence[str] = ("m48-det32", "m48-det24", "m48-frac1/12"),
     min_face_px: int = 48,
 ) -> list[dict[str, Any]]:
-    """Locator cost vs hit rate for several detection tile sizes (MediaPipe's tile pyramid is
-    the locator's main cost; ``1 << 20`` = whole image only). CPU ms per photo, windows per
-    photo, share of ground-truth faces >= ``min_face_px`` found (IoU >= 0.5)."""
-    from beardnet.faces.mediapipe_locator import MediaPipeLocator
-    from beardnet.infer.codec import decode
+    """Locator cost vs hit rate for several smallest-face settings
+    (:data:`beardnet.bench.locator_bench.CURVE`): CPU ms per photo, detector calls per photo
+    (``windows_per_image``), share of ground-truth faces >= ``min_face_px`` edited (IoU >= 0.5),
+    its Wilson 95 % interval and false faces per 100 photos; ``tile_px`` holds the label."""
+    from beardnet.bench.locator_bench import CURVE, locator_curve
 
-    imgs = [decode(it["data"], it["key"]).image for it in items]
-    out = []
-    for tile in tiles:
-        loc = MediaPipeLocator(min_face_px=min_face_px, tile_px=int(tile))
-        if imgs:
-            loc.locate(imgs[0])
-        hit = tot = windows = 0
-        c0 = time.process_time()
-        for im, it in zip(imgs, items, strict=True):
-            found = loc.locate(im)
-            windows += len(loc._windows(im.shape[1], im.shape[0]))
-            for gb in it.get("boxes") or []:
-                if max(gb[2] - gb[0], gb[3] - gb[1]) < min_face_px:
-                    continue
-                tot += 1
-                hit += any(_iou(gb, f.box) >= 0.5 for f in found)
-        cpu = time.process_time() - c0
-        n = max(1, len(imgs))
-        out.append({
-            "tile_px": int(tile) if tile < (1 << 20) else None,
-            "cpu_ms_per_image": 1000 * cpu / n,
-            "windows_per_image": windows / n,
-            "hit_rate": hit / tot if tot else None,
-            "faces": tot,
-        })
-    return out
+    rows = locator_curve(items, {k: CURVE[k] for k in settings}, min_face_px)
+    return [{**r, "tile_px": r["label"], "windows_per_image": r["calls_per_image"]} for r in rows]
 
 
 def raw_network(
@@ -341,6 +318,10 @@ def run(report: Any, located: dict[str, Any]) -> None:
     report.add("prepare_cpu_ms_per_image", located["cpu_ms_per_image"], "ms",
                note="CPU time of decode + locate + align per photo (all threads)")
     if located.get("gt_hit_rate") is not None:
+        from beardnet.bench.locator_bench import wilson
+
+        lo, hi = wilson(located["gt_hits"], located["gt_faces_ge_min"])
+        report.add("locator_hit_rate_95_low", lo, note=f"Wilson 95 % interval [{lo:.3f}, {hi:.3f}]")
         report.add("locator_hit_rate", located["gt_hit_rate"],
                    note=f"faces the transform edits (found and aligned) with IoU >= 0.5 vs "
                    f"the renderer's boxes, of {located['gt_faces_ge_min']} faces >= 48 px")

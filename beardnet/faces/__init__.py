@@ -1,15 +1,22 @@
 """Faces: one small interface, ``locate(image_rgb) -> list[Face]``, over two detectors.
 
-- ``mediapipe`` (default): MediaPipe FaceDetection full-range finds faces of any size (the image
-  is also scanned in overlapping tiles when it is large, so small faces in big photos are
-  found), then FaceMesh (478 points, static image mode) runs on each face's padded crop, scaled
-  so the face is ~``mesh_face_px`` wide whatever its size in the photo.
+- ``mediapipe`` (default): MediaPipe's short-range FaceDetection over an image pyramid sized from
+  the smallest face to find (:func:`min_face_for`), then FaceMesh (478 points, static image
+  mode) on each face's padded crop, scaled so the face is ~``mesh_face_px`` wide.
 - ``haar``: OpenCV's frontal-face Haar cascade; eyes and mouth are estimated from the box.
   A fallback only: it misses many drawn/bearded faces (see DESIGN.md §9).
 
 Every ``Face`` has eye centres and a mouth centre (from the mesh where it ran, else from the
 detector), which is all the aligner needs; ``landmarks`` (478x2, image pixels) is None where no
 mesh is available, and ``beardnet.faces.regions`` then falls back to a template face oval.
+**The smallest face** to find in a photo is ``min_face_for(w, h, min_face_px, min_face_frac)``:
+``min_face_px`` pixels, or ``min_face_frac`` of the photo's short side, whichever is larger
+(the cost of finding faces grows with (photo size / smallest face)^2, so a fraction keeps
+large photos as cheap as small ones). :func:`locate_scale` is how much smaller a photo may be
+decoded for ``locate`` with faces of that size still found and meshed well; ``locate(image,
+min_face_px=...)`` takes the smallest face in the given image's pixels and
+``Face.scaled(factor)`` maps a face back to the full photo.
+
 Locators are not thread-safe in MediaPipe; ``get_locator`` keeps one instance per process and
 kind, each guarding its graphs with a lock.
 """
@@ -19,11 +26,41 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 KINDS = ("mediapipe", "haar")
+#: Default smallest face (px, larger side of the face box) and share of the photo's short side.
+MIN_FACE_PX = 48
+MIN_FACE_FRAC = 1 / 16
+#: Smallest face (px in the image given to ``locate``) whose mesh still aligns well: the floor
+#: of :func:`locate_scale`'s reduced decode.
+MESH_MIN_PX = 48
+
+
+def min_face_for(
+    width: int, height: int, min_face_px: float = MIN_FACE_PX, min_face_frac: float = MIN_FACE_FRAC
+) -> float:
+    """The smallest face (px) to find in a ``width`` x ``height`` photo: ``min_face_px`` or
+    ``min_face_frac`` of its short side, whichever is larger (at least 1)."""
+    return max(1.0, float(min_face_px), float(min_face_frac) * min(int(width), int(height)))
+
+
+def locate_scale(
+    width: int,
+    height: int,
+    min_face_px: int = MIN_FACE_PX,
+    min_face_frac: float = MIN_FACE_FRAC,
+) -> float:
+    """The largest downscale factor (>= 1) of a ``width`` x ``height`` photo at which its
+    smallest faces (:func:`min_face_for`) are still found and meshed reliably: they keep
+    ``MESH_MIN_PX`` pixels. Decode at ``1/factor`` (or less reduction: JPEG DCT scaling gives
+    1/2, 1/4, 1/8), call ``locate(small, min_face_px=min_face_px * small_w / width)`` and map
+    faces back with ``Face.scaled(width / small_w)``."""
+    if width < 1 or height < 1:
+        raise ValueError(f"photo size must be positive, got {width}x{height}")
+    return max(1.0, min_face_for(width, height, min_face_px, min_face_frac) / MESH_MIN_PX)
 
 
 @dataclass
@@ -60,9 +97,32 @@ class Face:
     def eye_distance(self) -> float:
         return float(np.linalg.norm(self.right_eye - self.left_eye))
 
+    def scaled(self, factor: float) -> Face:
+        """This face with every coordinate multiplied by ``factor`` (e.g. from a reduced decode
+        back to the full photo)."""
+        k = float(factor)
+        extra = {
+            key: (np.asarray(v, np.float32) * k if key in _POINT_EXTRAS else v)
+            for key, v in self.extra.items()
+        }
+        return Face(
+            box=np.asarray(self.box, np.float32) * k,
+            score=self.score,
+            left_eye=np.asarray(self.left_eye, np.float32) * k,
+            right_eye=np.asarray(self.right_eye, np.float32) * k,
+            mouth=np.asarray(self.mouth, np.float32) * k,
+            landmarks=None if self.landmarks is None else np.asarray(self.landmarks) * k,
+            source=self.source,
+            extra=extra,
+        )
+
     def points(self) -> np.ndarray:
         """3x2 float32: left eye, right eye, mouth centre (the aligner's input)."""
         return np.stack([self.left_eye, self.right_eye, self.mouth]).astype(np.float32)
+
+
+#: ``Face.extra`` entries that are points or boxes in image pixels (scaled by ``Face.scaled``).
+_POINT_EXTRAS = ("keypoints", "det_box")
 
 
 @runtime_checkable
@@ -71,8 +131,9 @@ class FaceLocator(Protocol):
 
     kind: str
 
-    def locate(self, image: np.ndarray) -> list[Face]:
-        """Faces in ``image`` (HxWx3 RGB uint8), best score first."""
+    def locate(self, image: np.ndarray, min_face_px: float | None = None) -> list[Face]:
+        """Faces in ``image`` (HxWx3 RGB uint8), best score first; ``min_face_px`` (pixels of
+        ``image``) overrides the locator's own smallest face for this call."""
         ...
 
 
@@ -103,7 +164,7 @@ def _make(kind: str, **kwargs) -> FaceLocator:
     return HaarLocator(**kwargs)
 
 
-def locate(image: np.ndarray, kind: str = "mediapipe", **kwargs) -> list[Face]:
+def locate(image: np.ndarray, kind: str = "mediapipe", **kwargs: Any) -> list[Face]:
     """Faces in an RGB uint8 image, using the process-wide locator of ``kind``."""
     return get_locator(kind, **kwargs).locate(image)
 
@@ -140,4 +201,17 @@ def _inside(a: np.ndarray, b: np.ndarray) -> float:
     return float(ix * iy / area)
 
 
-__all__ = ["KINDS", "Face", "FaceLocator", "box_iou", "get_locator", "locate", "nms"]
+__all__ = [
+    "KINDS",
+    "MESH_MIN_PX",
+    "MIN_FACE_FRAC",
+    "MIN_FACE_PX",
+    "Face",
+    "FaceLocator",
+    "box_iou",
+    "get_locator",
+    "locate",
+    "locate_scale",
+    "min_face_for",
+    "nms",
+]

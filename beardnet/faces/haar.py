@@ -46,8 +46,9 @@ class HaarLocator:
         self.max_side = int(max_side)
         self._lock = threading.Lock()
 
-    def locate(self, image: np.ndarray) -> list[Face]:
-        """Faces in ``image`` (HxWx3 RGB uint8), largest first."""
+    def locate(self, image: np.ndarray, min_face_px: float | None = None) -> list[Face]:
+        """Faces in ``image`` (HxWx3 RGB uint8), largest first; ``min_face_px`` overrides the
+        locator's own for this call."""
         import cv2
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -56,13 +57,14 @@ class HaarLocator:
         h, w = gray.shape
         # Large photos: search a downscaled copy, but never so small that min_face_px < 24 px.
         scale = min(1.0, self.max_side / max(h, w))
-        scale = max(scale, min(1.0, 24.0 / max(1, self.min_face_px)))
+        min_face = float(self.min_face_px if min_face_px is None else min_face_px)
+        scale = max(scale, min(1.0, 24.0 / max(1.0, min_face)))
         if scale < 1.0:
             gray = cv2.resize(
                 gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
             )
         gray = cv2.equalizeHist(gray)
-        min_size = max(20, int(self.min_face_px * scale * 0.8))
+        min_size = max(20, int(min_face * scale * 0.8))
         with self._lock:
             rects, _, weights = self._clf.detectMultiScale3(
                 gray,

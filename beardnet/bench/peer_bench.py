@@ -1,0 +1,207 @@
+"""The peer: the plain loop a user would write instead of the Ray job, on the same photos.
+
+:func:`make_photos` writes ``n`` photos to a local folder: synthetic scenes as JPEG, and every
+tenth one EXIF-rotated (orientation 6), grey or PNG, so the codec's slower paths are in the mix.
+:func:`run_peer` runs a ``ProcessPoolExecutor`` with one process per core, each doing read,
+decode, locate, network, paste back, encode and write with the job's own components
+(``beardnet.infer.transform.transform_image``, the shipped model, the job's options), and
+reports photos/s from start-up (pool creation to the last write, model loads included) and in
+steady state (after the first tenth of the photos), and CPU seconds per photo (this process
+and its workers, ``resource.getrusage``). :func:`run_transform_folder` runs ``beardnet
+transform`` on the same folder (``file://`` input and output) for ``transform_vs_peer``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+_STATE: dict[str, Any] = {}
+
+
+def make_photos(folder: str | os.PathLike[str], n: int, seed: int = 1000) -> list[Path]:
+    """Write ``n`` photos into ``folder``; returns their paths (sorted by name)."""
+    from PIL import Image
+
+    from beardnet.bench.transform_bench import _scene
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        img, _ = _scene(seed + i)
+        pil = Image.fromarray(img)
+        kind = i % 10
+        buf = io.BytesIO()
+        if kind == 3:  # EXIF-rotated: stored sideways, orientation 6 turns it upright
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            pil.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=90, exif=exif)
+            name = f"{i:05d}.jpg"
+        elif kind == 6:
+            pil.convert("L").save(buf, "JPEG", quality=90)
+            name = f"{i:05d}.jpg"
+        elif kind == 9:
+            pil.save(buf, "PNG")
+            name = f"{i:05d}.png"
+        else:
+            pil.save(buf, "JPEG", quality=90)
+            name = f"{i:05d}.jpg"
+        p = out / name
+        p.write_bytes(buf.getvalue())
+        paths.append(p)
+    return sorted(paths)
+
+
+def _init(model_uri: str | None, opts: dict[str, Any], threads: int) -> None:
+    import torch
+
+    from beardnet.faces import get_locator
+    from beardnet.infer.transform import TransformOptions
+    from beardnet.model import load
+
+    torch.set_num_threads(threads)
+    o = TransformOptions(**opts)
+    _STATE["model"] = load(model_uri)
+    _STATE["opts"] = o
+    _STATE["locator"] = get_locator(o.faces, min_face_px=o.min_face_px)
+
+
+def _one(src: str, dst: str) -> tuple[str, float]:
+    from beardnet.infer.codec import BadImage
+    from beardnet.infer.transform import transform_image
+
+    data = Path(src).read_bytes()
+    try:
+        out, info = transform_image(data, Path(src).name, _STATE["model"], _STATE["opts"],
+                                    locator=_STATE["locator"])
+        status = str(info["status"])
+    except BadImage as e:  # recorded, never a crash
+        out, status = data, f"error:{e.reason}"
+    Path(dst).write_bytes(out)
+    return status, time.perf_counter()
+
+
+def run_peer(
+    paths: list[Path],
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    model_uri: str | None = None,
+    opts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The plain loop over ``paths`` into ``out_dir`` (see the module docstring)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or len(os.sched_getaffinity(0))
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done: list[float] = []
+    statuses: dict[str, int] = {}
+    with ProcessPoolExecutor(workers, initializer=_init,
+                             initargs=(model_uri, dict(opts or {}), 1)) as ex:
+        futs = [ex.submit(_one, str(p), str(out / p.name)) for p in paths]
+        for f in as_completed(futs):
+            status, t = f.result()
+            statuses[status] = statuses.get(status, 0) + 1
+            done.append(t)
+    t_end = time.perf_counter()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(b, k) - getattr(a, k) for a, b in ((ru0, ru1), (rc0, rc1))
+              for k in ("ru_utime", "ru_stime"))
+    n = len(paths)
+    done.sort()
+    k = max(1, n // 10)
+    steady = (n - k) / (done[-1] - done[k - 1]) if n > k and done[-1] > done[k - 1] else None
+    return {
+        "photos": n,
+        "workers": workers,
+        "wall_s": t_end - t0,
+        "ips_with_startup": n / (t_end - t0) if t_end > t0 else None,
+        "ips_steady": steady,
+        "cpu_s_per_photo": cpu / n if n else None,
+        "status": statuses,
+        "first_done_s": done[0] - t0 if done else None,
+        "load": os.getloadavg()[0],
+    }
+
+
+def run_transform_folder(
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``beardnet transform`` (the Ray job, Ray already initialised) from ``file://in_dir`` to
+    ``file://out_dir``: photos/s with start-up (call to return) and the job's own rate, CPU s
+    per photo (this process and its waited-for children; Ray workers are not children here, so
+    the job's summed stage seconds per photo are given too)."""
+    from beardnet.infer.config import TransformConfig
+    from beardnet.infer.job import run_transform
+
+    cfg_dict: dict[str, Any] = {
+        "job": {"input": Path(in_dir).resolve().as_uri(),
+                "output": Path(out_dir).resolve().as_uri(), "style": "full_beard"},
+        "ray": {"progress": "off"},
+    }
+    for section, values in (overrides or {}).items():
+        cfg_dict.setdefault(section, {}).update(values)
+    cfg = TransformConfig.model_validate(cfg_dict)
+    t0 = time.perf_counter()
+    summary = run_transform(cfg, None)
+    wall = time.perf_counter() - t0
+    images = int(summary.get("images") or 0)
+    stage = {k: float(v) for k, v in (summary.get("stage_s") or {}).items()}
+    return {
+        "photos": images,
+        "wall_s": wall,
+        "ips_with_startup": images / wall if wall > 0 else None,
+        "ips_steady": summary.get("images_per_s"),
+        "stage_s_per_photo": sum(stage.values()) / images if images else None,
+        "status": summary.get("status"),
+        "load": os.getloadavg()[0],
+    }
+
+
+def run(report: Any, folder: str | os.PathLike[str], *, n: int, seed: int = 1000,
+        transform: bool = True, overrides: dict[str, dict[str, Any]] | None = None) -> dict:
+    """Write ``n`` photos under ``folder``, run the peer (and the transform job when
+    ``transform``; Ray must be up), and add the figures to ``report``."""
+    from beardnet.bench.report import ratio
+
+    base = Path(folder)
+    for sub in ("in", "out-peer", "out-transform"):  # a fresh run: no outputs to skip
+        shutil.rmtree(base / sub, ignore_errors=True)
+    paths = make_photos(base / "in", n, seed)
+    peer = run_peer(paths, base / "out-peer")
+    report.add("peer_ips_with_startup", peer["ips_with_startup"], "images/s",
+               note=f"{n} photos, {peer['workers']} processes, load {peer['load']:.1f}")
+    report.add("peer_ips_steady", peer["ips_steady"], "images/s")
+    report.add("peer_cpu_s_per_photo", peer["cpu_s_per_photo"], "s")
+    out: dict[str, Any] = {"peer": peer}
+    if transform:
+        try:
+            job = run_transform_folder(base / "in", base / "out-transform", overrides)
+        except Exception as exc:  # noqa: BLE001 - the peer's figures still count
+            report.errors["transform on file://"] = f"{type(exc).__name__}: {exc}"
+            job = None
+        if job is not None:
+            out["transform"] = job
+            report.add("transform_file_ips_with_startup", job["ips_with_startup"], "images/s")
+            report.add("transform_file_ips_steady", job["ips_steady"], "images/s")
+            report.add("transform_stage_s_per_photo", job["stage_s_per_photo"], "s",
+                       note="summed stage seconds per photo (Ray workers' CPU not counted "
+                       "by getrusage)")
+            report.add("transform_vs_peer_with_startup",
+                       ratio(job["ips_with_startup"], peer["ips_with_startup"]))
+            report.add("transform_vs_peer", ratio(job["ips_steady"], peer["ips_steady"]),
+                       note="steady state")
+    report.details["peer"] = out
+    return out
