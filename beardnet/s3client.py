@@ -166,7 +166,7 @@ def _settings(s3: S3Settings | None) -> S3Settings:
 
 # --------------------------------------------------------------------------- credentials
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _sessions: dict[tuple[S3Settings, str], Any] = {}
 _clients: dict[tuple[S3Settings, str], Any] = {}
 _filesystems: dict[tuple[S3Settings, str], tuple[Any, Any]] = {}
@@ -175,7 +175,7 @@ _filesystems: dict[tuple[S3Settings, str], tuple[Any, Any]] = {}
 def _reset_after_fork() -> None:
     """Sessions and connection pools must not be shared with a forked child."""
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     _sessions.clear()
     _clients.clear()
     _filesystems.clear()
@@ -232,26 +232,25 @@ def boto3_client(s3: S3Settings | None = None) -> Any:
     wrap calls in :func:`attempts` for the retry budget)."""
     st = _settings(s3)
     key = (st, _env_fingerprint())
-    with _lock:
+    with _lock:  # a boto3 session is not thread-safe: make clients under the lock
         client = _clients.get(key)
-    if client is not None:
-        return client
-    from botocore.config import Config
+        if client is None:
+            from botocore.config import Config
 
-    client = boto3_session(st).client(
-        "s3",
-        endpoint_url=st.endpoint_url,
-        region_name=st.region,
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
-            max_pool_connections=32,
-        ),
-    )
-    with _lock:
-        return _clients.setdefault(key, client)
+            client = boto3_session(st).client(
+                "s3",
+                endpoint_url=st.endpoint_url,
+                region_name=st.region,
+                config=Config(
+                    s3={"addressing_style": "path"},
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                    max_pool_connections=32,
+                ),
+            )
+            _clients[key] = client
+        return client
 
 
 def s3_filesystem(s3: S3Settings | None = None) -> pyarrow.fs.S3FileSystem:
