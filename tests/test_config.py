@@ -111,20 +111,28 @@ def test_parse_override_scalars():
     assert parse_override("a=x=y") == (["a"], "x=y")
 
 
-def test_s3_section_falls_back_to_env_and_hides_secret(monkeypatch):
+def test_s3_section_falls_back_to_env_and_refuses_secrets(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:7000")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
-    st = load_config(Job, None, ["s3.access_key_id=cfg-key"]).s3.settings()
+    st = load_config(Job, None, ["s3.profile=archive", "s3.sse=aws:kms",
+                                 "s3.sse_kms_key_id=key-1"]).s3.settings()
     assert st.endpoint_url == "http://127.0.0.1:7000" and st.region == "eu-central-1"
-    assert st.access_key_id == "cfg-key" and st.secret_access_key == "env-secret"
-    cfg = load_config(Job, None, ["s3.secret_access_key=cfg-secret"])
-    assert cfg.s3.settings().secret_access_key == "cfg-secret"
-    assert "cfg-secret" not in repr(cfg) and "cfg-secret" not in str(cfg)
-    with pytest.raises(ConfigError) as ei:
-        load_config(Job, None, ["s3.secret_access_key=[1]", "s3.bogus=1"])
-    assert "s3.bogus" in str(ei.value) and "s3.secret_access_key" in str(ei.value)
+    assert st.profile == "archive" and st.put_args() == {
+        "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "key-1"}
+    # credentials are the chain's business, not the settings' (nor the config's)
+    assert st.access_key_id is None and st.secret_access_key is None
+    for name in ("secret_access_key", "access_key_id", "session_token"):
+        with pytest.raises(ConfigError) as ei:
+            load_config(Job, None, [f"s3.{name}=cfg-secret"])
+        assert name in str(ei.value) and "cfg-secret" not in str(ei.value)
+    with pytest.raises(ConfigError, match="sse_kms_key_id"):
+        load_config(Job, None, ["s3.sse_kms_key_id=k"])
+    with pytest.raises(ConfigError, match="s3.sse"):
+        load_config(Job, None, ["s3.sse=rot13"])
+    with pytest.raises(ConfigError, match="s3.bogus"):
+        load_config(Job, None, ["s3.bogus=1"])
 
 
 def test_argparse_helpers(tmp_path):

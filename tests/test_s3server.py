@@ -49,7 +49,7 @@ def test_start_stop_loopback_only_and_clean(tmp_path, monkeypatch):
         assert server.access_key_id == "k-from-env" and not server.secret_is_default
         assert "s-from-env" not in "\n".join(server.export_lines())
         assert "s-from-env" not in repr(server) + repr(server.settings)
-        pid, scratch = server.pid, server._scratch
+        pid, scratch = server.pid, server.scratch
         listening = _listening(pid)
         assert listening, "weed listens on nothing?"
         assert all(host == "0100007F" for host, _ in listening), listening  # 127.0.0.1 only
@@ -67,7 +67,7 @@ def test_start_stop_loopback_only_and_clean(tmp_path, monkeypatch):
                 s3=S3Settings(endpoint_url=server.endpoint_url, access_key_id="k-from-env",
                               secret_access_key="wrong"),
             )
-        ports = list(server._ports)
+        ports = list(server.ports.values())
     finally:
         server.stop()
     assert server.stop_seconds is not None and server.stop_seconds < 30

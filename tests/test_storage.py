@@ -121,13 +121,18 @@ def test_settings_env_and_repr(monkeypatch):
     assert st.scheme == "http"
     assert st.endpoint_override == "127.0.0.1:8333"
     assert st.region == "eu-west-1"
-    assert "very-secret-value" not in repr(st) and "very-secret-value" not in str(st)
+    # keys are boto3's chain's business: settings never copy them out of the environment
+    assert st.access_key_id is None and st.secret_access_key is None
     env = st.to_env()
-    assert env["AWS_SECRET_ACCESS_KEY"] == "very-secret-value"
-    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_ENDPOINT_URL"] == st.endpoint_url
+    assert env == {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1",
+                   "AWS_ENDPOINT_URL": "http://127.0.0.1:8333"}
     assert S3Settings.from_env(env) == st
     assert S3Settings(endpoint_url="https://s3.example.test").scheme == "https"
     assert S3Settings().region == "us-east-1"
+    with pytest.raises(ValueError, match="sse"):
+        S3Settings(sse="rot13")
+    with pytest.raises(ValueError, match="sse_kms_key_id"):
+        S3Settings(sse="AES256", sse_kms_key_id="k")
 
 
 def test_join_and_parent():
@@ -141,26 +146,35 @@ def test_join_and_parent():
 
 
 def test_ray_workers_get_s3_settings_and_project(ray_session, bucket, s3):
+    """Workers get the endpoint and the project through runtime_env, never a secret; a local
+    Ray's workers resolve credentials from the environment they inherit."""
     import ray
 
+    from beardnet.raysession import worker_env
+
+    shipped = worker_env(s3.settings)
+    assert shipped["AWS_ENDPOINT_URL"] == s3.endpoint_url
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                "AWS_EC2_METADATA_DISABLED", "RAY_AUTH_MODE"} & set(shipped)
+    assert s3.settings.secret_access_key not in repr(shipped)
     storage.write_bytes(f"s3://{bucket}/from-driver.txt", b"driver")
 
     @ray.remote
-    def worker(b: str) -> dict:
+    def worker(b: str, st: S3Settings) -> dict:
         import os as _os
 
-        from beardnet import storage as st
+        from beardnet import storage as stg
 
-        st.write_bytes(f"s3://{b}/from-worker.txt", b"worker")
+        stg.write_bytes(f"s3://{b}/from-worker.txt", b"worker", s3=st)
         return {
-            "read": st.read_bytes(f"s3://{b}/from-driver.txt").decode(),
+            "read": stg.read_bytes(f"s3://{b}/from-driver.txt", s3=st).decode(),
             "endpoint": _os.environ.get("AWS_ENDPOINT_URL"),
-            "auth": _os.environ.get("RAY_AUTH_MODE"),
-            "metadata": _os.environ.get("AWS_EC2_METADATA_DISABLED"),
+            "arrived_without_keys": st.secret_access_key is None,
+            "creds": stg.describe_credentials(st),
         }
 
-    out = ray.get(worker.remote(bucket), timeout=120)
-    assert out == {"read": "driver", "endpoint": s3.endpoint_url, "auth": "disabled",
-                   "metadata": "true"}
+    out = ray.get(worker.remote(bucket, s3.settings), timeout=120)
+    assert out == {"read": "driver", "endpoint": s3.endpoint_url, "arrived_without_keys": True,
+                   "creds": "env (static)"}
     assert storage.read_bytes(f"s3://{bucket}/from-worker.txt") == b"worker"
     assert ray.cluster_resources().get("CPU") == 2

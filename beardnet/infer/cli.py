@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, help="process at most N keys")
     g.add_argument("--run-id", dest="run_id", help="run id (default: UTC time + random)")
     g.add_argument("--lease-ttl", dest="lease_ttl", type=float, help="lease expiry, seconds")
+    g.add_argument("--no-lease", dest="no_lease", action="store_true", default=None,
+                   help="run without the output lease (for stores without conditional writes: "
+                   "nothing then stops a second run on the same output)")
     g = parser.add_argument_group("per photo")
     g.add_argument("--jpeg-quality", dest="jpeg_quality", type=int,
                    help="JPEG quality of re-encoded JPEG outputs (1-100)")
@@ -100,6 +103,8 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
             sets.append(f"{path}={json.dumps(v) if isinstance(v, str) else v}")
     if getattr(args, "incremental", None):
         sets.append("job.incremental=true")
+    if getattr(args, "no_lease", None):
+        sets.append("job.no_lease=true")
     if getattr(args, "extensions", None):
         exts = [e.strip() for e in args.extensions.split(",") if e.strip()]
         sets.append(f"job.extensions={json.dumps(exts)}")

@@ -10,7 +10,8 @@ Sections (TOML tables or YAML mappings); an unknown key is an error naming its p
 - ``ray``: the pipeline's parallelism: CPUs per read/locate task, network actors and their CPUs,
   crops per network batch (also photos per actor call, and so rows per manifest part), keys per
   input block, progress bar.
-- ``s3``: endpoint and keys (fall back to the ``AWS_*`` environment).
+- ``s3``: endpoint, region, profile, server-side encryption (fall back to the ``AWS_*``
+  environment; credentials come from the AWS credential chain, never from here).
 
 The CLI flags (``--input``, ``--output``, ``--model``, ``--style``, ...) are shortcuts for
 ``--set job.<name>=...``.
@@ -56,7 +57,12 @@ class JobSection(_Section):
         False, description="write skipped_existing rows for keys an incremental run skips"
     )
     limit: int | None = Field(None, ge=1, description="process at most this many keys")
-    lease_ttl_s: float = Field(600.0, gt=0, description="lease expiry; renewed every ttl/3")
+    lease_ttl_s: float = Field(
+        600.0, gt=0, description="lease expiry; renewed every ttl/6, writes stop ttl/3 after a loss"
+    )
+    no_lease: bool = Field(
+        False, description="run without the output lease (a store without conditional writes)"
+    )
     run_id: str | None = Field(None, description="run id (default: UTC time + random suffix)")
 
     @field_validator("extensions")

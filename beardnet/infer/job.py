@@ -32,7 +32,13 @@ from typing import Any
 
 from beardnet.infer import runlog
 from beardnet.infer.config import TransformConfig
-from beardnet.infer.keys import list_input_keys, nested_rel, output_uri, safe_rel_key
+from beardnet.infer.keys import (
+    key_location,
+    list_input_keys,
+    nested_rel,
+    output_location,
+    safe_rel_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +165,7 @@ class _PrepareFn:
                 continue
             t0 = time.perf_counter()
             try:
-                src = self.input_uri + "/" + key
+                src = key_location(self.input_uri, key)
                 data = _retry(lambda src=src: storage.read_bytes(src, s3=self.s3))
             except Exception as e:  # noqa: BLE001 - per photo
                 row["read_s"] = time.perf_counter() - t0
@@ -306,7 +312,7 @@ class _FinishFn:
             if data is not None and row["status"] in ("ok", "no_face"):
                 t0 = time.perf_counter()
                 try:
-                    target = output_uri(self.output_uri, row["key"])
+                    target = output_location(self.output_uri, row["key"])
                     _retry(lambda t=target, d=data: storage.write_bytes(t, d, s3=self.s3))
                     row["bytes_out"] = len(data)
                 except Exception as e:  # noqa: BLE001 - per photo
@@ -538,7 +544,7 @@ def run_transform(
 ) -> dict[str, Any]:
     """Run the transform job described by ``cfg``; returns the run summary (also written to
     ``OUT/_beardnet/runs/RUN_ID.json``). Raises :class:`TransformFailed` on job-level failure."""
-    from beardnet.infer.lease import Lease, LeaseHeld
+    from beardnet.infer.lease import ConditionalWritesUnsupported, Lease, LeaseHeld
 
     t_start = time.time()
     try:
@@ -566,11 +572,13 @@ def run_transform(
     del model
 
     _check_access(inp, out, run_id, s3)
-    lease = Lease(out, run_id, ttl_s=job.lease_ttl_s, s3=s3)
+    lease = Lease(out, run_id, ttl_s=job.lease_ttl_s, s3=s3, no_lease=job.no_lease)
     try:
         lease.acquire()
     except LeaseHeld as e:
         raise TransformFailed(str(e), EXIT_LEASE) from None
+    except ConditionalWritesUnsupported as e:
+        raise TransformFailed(str(e), EXIT_STORAGE) from None
     lease.start_renewing()
     if on_lease is not None:
         on_lease(lease)

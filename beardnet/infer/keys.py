@@ -1,19 +1,31 @@
-"""Input key listing and the safe mapping of input keys to output keys (DESIGN.md §5, §7).
+"""Input key listing and the safe mapping of input keys to output keys.
 
-An input object ``PREFIX/rel/key.jpg`` is written to ``OUT/rel/key.jpg``. The relative key comes
-from a bucket listing, so it is untrusted: a key that could climb out of the output prefix
-(``..``, an absolute key, backslashes, empty or ``.`` parts, control characters) is rejected
-per image (status ``error``), never written.
+An input object ``PREFIX/rel/key.jpg`` is written to ``OUT/rel/key.jpg``: on S3 the output key is
+byte-for-byte the input key (``a%20b.jpg`` stays ``a%20b.jpg``). The relative key comes from a
+bucket listing, so it is untrusted. :func:`safe_rel_key` judges it as it is *and* after every
+percent-decoding (to a fixed point: ``%252e`` -> ``%2e`` -> ``.``), since a ``file://`` URI or a
+downstream tool may decode it: ``.``/``..``/empty parts, absolute keys, backslashes, NUL and
+control characters, keys over 1024 bytes or parts over 255 bytes and the job's own
+``_beardnet/`` folder are refused per image with a reason, never written.
+
+:func:`key_location` (alias :func:`output_location`) is where a reader or writer goes: an
+``s3://`` URI, or for local prefixes a filesystem path built from the key's literal parts (never
+a URI the filesystem layer would decode) whose resolved real path stays under the root.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
+from urllib.parse import unquote
 
 #: Folder under the output prefix that holds the job's own objects (manifest, runs, lease).
 META_DIR = "_beardnet"
 
 DEFAULT_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+#: S3's key limit, and the usual file name limit, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+MAX_PART_BYTES = 255
 
 
 class UnsafeKeyError(ValueError):
@@ -42,25 +54,52 @@ def has_extension(key: str, extensions: Sequence[str]) -> bool:
     return any(low.endswith(e) for e in extensions)
 
 
-def safe_rel_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative object key, else raise :class:`UnsafeKeyError`.
+def decodings(key: str, rounds: int = 8) -> list[str]:
+    """``key`` and each distinct result of percent-decoding it again (``%252e`` -> ``%2e`` ->
+    ``.``), up to a fixed point."""
+    forms = [key]
+    for _ in range(rounds):
+        nxt = unquote(forms[-1], errors="replace")
+        if nxt == forms[-1]:
+            break
+        forms.append(nxt)
+    return forms
 
-    Rejected: empty keys, absolute keys (leading ``/``), backslashes, empty parts (``a//b``,
-    trailing ``/``), ``.`` or ``..`` parts, and control characters (including NUL).
-    """
+
+def _judge(form: str, how: str) -> None:
+    if form.startswith("/"):
+        raise UnsafeKeyError(f"absolute key{how}")
+    if "\\" in form:
+        raise UnsafeKeyError(f"backslash in key{how}")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in form):
+        raise UnsafeKeyError(f"control character in key{how}")
+    parts = form.split("/")
+    for part in parts:
+        if part == "":
+            raise UnsafeKeyError(f"empty path part in key{how}")
+        if part in (".", ".."):
+            raise UnsafeKeyError(f"{part!r} path part in key{how}")
+    if parts[0] == META_DIR:
+        raise UnsafeKeyError(f"key{how} is in the job's own {META_DIR}/ folder")
+
+
+def safe_rel_key(key: str) -> str:
+    """Return ``key`` unchanged if it is a safe relative key, else raise :class:`UnsafeKeyError`
+    with the reason. The key is judged as it is and after every percent-decoding
+    (:func:`decodings`)."""
     if not isinstance(key, str) or not key:
         raise UnsafeKeyError("empty key")
-    if key.startswith("/"):
-        raise UnsafeKeyError(f"absolute key {key!r}")
-    if "\\" in key:
-        raise UnsafeKeyError(f"backslash in key {key!r}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise UnsafeKeyError(f"control character in key {key!r}")
-    for part in key.split("/"):
-        if part == "":
-            raise UnsafeKeyError(f"empty path part in key {key!r}")
-        if part in (".", ".."):
-            raise UnsafeKeyError(f"{part!r} path part in key {key!r}")
+    shown = repr(key if len(key) <= 80 else key[:77] + "...")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise UnsafeKeyError(f"key longer than {MAX_KEY_BYTES} bytes: {shown}")
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for p in key.split("/")):
+        raise UnsafeKeyError(f"path part longer than {MAX_PART_BYTES} bytes in {shown}")
+    for i, form in enumerate(decodings(key)):
+        how = "" if i == 0 else f" after {i} percent-decoding(s)"
+        try:
+            _judge(form, how)
+        except UnsafeKeyError as e:
+            raise UnsafeKeyError(f"{e}: {shown}") from None
     return key
 
 
@@ -70,9 +109,35 @@ def is_meta_key(key: str) -> bool:
 
 
 def output_uri(output_prefix: str, rel_key: str) -> str:
-    """``OUT/rel_key`` after checking ``rel_key`` with :func:`safe_rel_key`."""
+    """``OUT/rel_key`` as a URI after :func:`safe_rel_key` (for S3; local writers use
+    :func:`output_location`, since a ``file://`` URI would be percent-decoded)."""
     safe_rel_key(rel_key)
     return output_prefix.rstrip("/") + "/" + rel_key
+
+
+def key_location(prefix: str, rel_key: str) -> str:
+    """Where ``rel_key`` under ``prefix`` is read or written, after :func:`safe_rel_key`.
+
+    ``s3://`` prefixes: ``s3://bucket/prefix/<rel_key>``, the key byte-for-byte. Local prefixes
+    (``file://`` or a path): an absolute filesystem path built from the key's literal parts
+    (``a%20b.jpg`` is the file ``a%20b.jpg``); :class:`UnsafeKeyError` if its resolved real path
+    (symbolic links followed) is not under the root's.
+    """
+    from beardnet import storage
+
+    safe_rel_key(rel_key)
+    if storage.is_s3(prefix):
+        return prefix.rstrip("/") + "/" + rel_key
+    root = storage.local_path(prefix)
+    path = os.path.join(root, *rel_key.split("/"))
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if real == real_root or os.path.commonpath([real_root, real]) != real_root:
+        raise UnsafeKeyError(f"key {rel_key!r} resolves outside the output root (symbolic link)")
+    return path
+
+
+#: The writer's name for :func:`key_location`.
+output_location = key_location
 
 
 def meta_uri(output_prefix: str, *parts: str) -> str:
