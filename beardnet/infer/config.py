@@ -84,6 +84,12 @@ class ImageSection(_Section):
     max_faces: int | None = Field(None, ge=1, description="edit at most this many faces/photo")
     faces: Literal["mediapipe", "haar"] = "mediapipe"
     feather_px: float | None = Field(None, ge=0, description="edge feathering (None = default)")
+    isolate: bool = Field(
+        True, description="pixel work in a watchdog child process per worker (poison photos)"
+    )
+    photo_timeout_s: float = Field(
+        300.0, gt=0, description="per-photo limit for decode+locate and paste+encode (each)"
+    )
 
 
 class RaySection(_Section):

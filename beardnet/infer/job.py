@@ -1,23 +1,45 @@
-"""The batch transform job on Ray Data: ``run_transform(cfg, s3) -> summary`` (issue 4).
+"""The batch transform job on Ray Data: ``run_transform(cfg, s3) -> summary``.
 
-Pipeline (DESIGN.md §1, §5, §8)::
+Modules, one concept each::
 
-    driver: check access -> lease -> list keys (paginated) -> drop done keys (incremental)
-            -> styles -> blocks of ``ray.block_rows`` keys
-    tasks  (read_num_cpus):   read bytes, decode, locate faces, align crops       [PrepareFn]
-    actors (network_num_cpus): the network on crops batched across photos        [NetworkFn]
-    tasks  (write_num_cpus):  paste back, encode, write OUT/<same key>             [FinishFn]
-    datasink:                 one manifest Parquet part per block                 [_ManifestSink]
+    plan.py     driver: list keys, drop done ones (incremental), styles -> the work table
+    stages.py   PrepareFn (task) -> NetworkFn (actor pool) -> FinishFn (task); the work rows
+    photo.py    the pixel halves: reduced decode + locate, full-size decode + paste back
+    sandbox.py  the watchdog child process that runs the pixel halves (poison photos)
+    writer.py   one output object, with its ContentType
+    sink.py     one manifest part per write task
+    job.py      this driver: checks, lease, pipeline, run summary, exit codes
+
+Pipeline::
+
+    driver: check access -> lease -> plan -> blocks of ``ray.block_rows`` keys
+    tasks  (read_num_cpus):    read bytes; reduced decode, locate, align crops     [PrepareFn]
+    actors (network_num_cpus): the network on crops batched across photos         [NetworkFn]
+    tasks  (write_num_cpus):   full-size decode, paste back, encode, write OUT/key  [FinishFn]
+    datasink:                  one manifest Parquet part per block (fused with the above)
     driver: run summary JSON, release the lease
 
+What passes between stages: encoded input bytes, face geometry (full-size pixels) and the
+aligned crops (then the edited crops and masks); never a decoded photo. See
+:mod:`beardnet.infer.stages` for the columns.
+
 Every photo is handled on its own: any failure becomes that row's ``error`` (with a reason) and
-never fails the batch or the job. Objects are written before the manifest part that names them,
-so a run killed half way leaves outputs that are at worst re-done by ``--incremental``, never
-rows that claim an output that is not there.
+never fails the batch or the job. A photo that crashes or hangs the process decoding it is
+tried once more in a fresh sandbox process, then recorded (``worker_crash``, ``timeout``).
+Objects are written before the manifest part that names them, so a run killed half way leaves
+outputs that are at worst re-done by ``--incremental``, never rows that claim an output that
+is not there.
+
+Ray Data settings relied on: ``max_errored_blocks = 0`` (no photo raises out of a UDF, so a
+block error is a bug or lost infrastructure, and must fail the run rather than silently drop
+the block's photos); Ray's default task retries for system failures only (a lost worker or
+node re-runs its block: writes are idempotent, same key and bytes); no retries on exceptions;
+actor pool restarts as Ray Data sets them (``max_restarts=-1``). Ray has no per-task timeout:
+the per-photo limit (``image.photo_timeout_s``) is enforced by the sandbox.
 
 Exit codes of the CLI (:data:`EXIT_CODES`): 0 done (even with per-photo errors; the summary
 counts them), 2 bad configuration, 3 storage not reachable / no permission, 4 model artifact,
-75 another run holds the output's lease (try later), 1 anything else.
+75 another run holds the output's lease (busy, try later), 1 anything else.
 """
 
 from __future__ import annotations
@@ -82,6 +104,16 @@ def _check_access(input_uri: str, output: str, run_id: str, s3: Any) -> None:
             f"cannot write to output {output}: {short_error(e)}", EXIT_STORAGE
         ) from None
 
+
+
+def _isolation(cfg: TransformConfig) -> dict[str, Any] | None:
+    """The stages' sandbox settings (None: pixel work in the Ray worker itself)."""
+    from beardnet.infer.sandbox import POISON_ENV, parse_poison
+
+    if not cfg.image.isolate:
+        return None
+    return {"timeout_s": cfg.image.photo_timeout_s,
+            "poison": parse_poison(os.environ.get(POISON_ENV))}
 
 
 def _transform_options(cfg: TransformConfig, crop_size: int) -> Any:
@@ -225,12 +257,17 @@ def _execute(cfg, s3, run_id: str, model_id: str, crop_size: int, work) -> list[
     n = work.num_rows
     blocks = [work.slice(i, r.block_rows) for i in range(0, n, r.block_rows)]
     threads = r.torch_threads or max(1, round(r.network_num_cpus))
+    isolate = _isolation(cfg)
+    # Ray Data settings relied on (see the module docstring): Ray's default task retries
+    # (system failures only: a lost worker or node; a photo cannot kill a worker, its sandbox
+    # dies instead), no retries on exceptions, max_errored_blocks 0 (a block error is a bug).
+    ctx.max_errored_blocks = 0
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         prepare_batch,
         fn_kwargs={
-            "input_uri": cfg.job.input, "opts": opts, "faces": cfg.image.faces,
-            "on_no_face": cfg.job.on_no_face, "s3": s3,
+            "input_uri": cfg.job.input, "opts": opts, "on_no_face": cfg.job.on_no_face,
+            "s3": s3, "isolate": isolate,
         },
         batch_format="pyarrow",
         batch_size=r.read_batch_size,
@@ -251,7 +288,7 @@ def _execute(cfg, s3, run_id: str, model_id: str, crop_size: int, work) -> list[
     )
     ds = ds.map_batches(
         finish_batch,
-        fn_kwargs={"output_uri": cfg.job.output, "crop_size": crop_size, "s3": s3},
+        fn_kwargs={"output_uri": cfg.job.output, "opts": opts, "s3": s3, "isolate": isolate},
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=r.write_num_cpus,

@@ -1,0 +1,33 @@
+"""Writing one output photo: the object gets the ``ContentType`` of its encoded bytes."""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+from typing import Any
+
+from beardnet.infer.codec import content_type
+
+
+@lru_cache(maxsize=1)
+def _storage_takes_content_type() -> bool:
+    from beardnet import storage
+
+    return "content_type" in inspect.signature(storage.write_bytes).parameters
+
+
+def write_photo(uri: str, data: bytes, s3: Any = None) -> None:
+    """Write ``data`` to ``uri``; on S3 with ``ContentType`` from the bytes' signature
+    (``image/jpeg``, ``image/png``, ...). Local files are written as ``storage.write_bytes``."""
+    from beardnet import storage
+
+    mime = content_type(data)
+    if _storage_takes_content_type():
+        storage.write_bytes(uri, data, s3=s3, content_type=mime)
+        return
+    if storage.is_s3(uri):
+        bucket, key = storage.split_s3(uri)
+        storage.boto3_client(s3).put_object(Bucket=bucket, Key=key, Body=bytes(data),
+                                            ContentType=mime)
+        return
+    storage.write_bytes(uri, data, s3=s3)
