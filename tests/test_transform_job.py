@@ -171,6 +171,17 @@ def _exif_rotated(img: np.ndarray) -> bytes:
     return _enc(stored, "JPEG", exif=exif.tobytes(), quality=95)
 
 
+def _exif_icc() -> bytes:
+    """A JPEG with camera EXIF and an sRGB ICC profile (both must survive the transform)."""
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010F] = "BeardCam"  # Make
+    exif[0x0110] = "Model 7"  # Model
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _enc(_scene(15, 1), "JPEG", exif=exif.tobytes(), icc_profile=icc, quality=95)
+
+
 def _large() -> np.ndarray:
     img = np.empty((1200, 1600, 3), np.uint8)
     img[:] = (120, 140, 160)
@@ -189,6 +200,7 @@ CASES: dict[str, tuple] = {
     "formats/cmyk.jpg": (lambda: _enc(_scene(8), "JPEG", "CMYK"), "ok", None),
     "formats/png16.png": (lambda: _png16(_scene(9)), "ok", None),
     "formats/exif6.jpg": (lambda: _exif_rotated(_scene(10)), "ok", None),
+    "formats/exif icc.jpg": (_exif_icc, "ok", None),
     "sizes/large.jpg": (lambda: _enc(_large()), "ok", None),
     "sizes/crowd.jpg": (lambda: _enc(_scene(12, 6, w=384, h=256)), "ok", None),
     "sizes/tiny.png": (lambda: _enc(_scene(13)[::16, ::16].copy(), "PNG"), "no_face", None),
@@ -288,6 +300,21 @@ def test_outputs_keep_keys_and_formats(archive) -> None:
     dst = decode(storage.read_bytes(archive["out"] + "ünïcødé/写真 1.png", s3=st)).image
     assert np.array_equal(src[:, 128:], dst[:, 128:])
     assert not np.array_equal(src, dst)
+
+
+@pytest.mark.slow
+def test_outputs_carry_content_type_exif_and_icc(archive) -> None:
+    st = archive["st"]
+    client = storage.boto3_client(st)
+    mime = {".jpg": "image/jpeg", ".png": "image/png"}
+    for key in ("plain.jpg", "ünïcødé/写真 1.png", "bad/no face.jpg", "formats/rgba.png"):
+        head = client.head_object(Bucket=archive["bucket"], Key="out/" + key)
+        assert head["ContentType"] == mime[key[-4:]], key
+    key = "formats/exif icc.jpg"
+    src = Image.open(io.BytesIO(storage.read_bytes(archive["in"] + key, s3=st)))
+    dst = Image.open(io.BytesIO(storage.read_bytes(archive["out"] + key, s3=st)))
+    assert dst.info.get("icc_profile") == src.info.get("icc_profile") is not None
+    assert dst.getexif().get(0x010F) == "BeardCam" and dst.getexif().get(0x0110) == "Model 7"
 
 
 @pytest.mark.slow
@@ -463,3 +490,41 @@ def test_unsafe_keys_from_a_local_folder_are_rejected(archive, tmp_path) -> None
     assert s["status"] == {"ok": 1, "error": 3}
     everything = list(storage.list_keys(f"s3://{archive['bucket']}/", s3=st))
     assert not any("escape" in k for k in everything)
+
+
+@pytest.mark.slow
+def test_poison_photos_are_recorded_and_the_run_finishes(archive, monkeypatch) -> None:
+    """One photo crashes the process decoding it, one hangs it (test-only hook), in one block
+    with healthy photos: both recorded, the others written, exit 0; a second incremental run
+    records them again without failing."""
+    from beardnet.infer.job import run_transform
+    from beardnet.infer.sandbox import POISON_ENV
+
+    st = archive["st"]
+    inp, out = f"s3://{archive['bucket']}/pin/", f"s3://{archive['bucket']}/pout/"
+    keys = ["p/a.jpg", "p/CRASHME.jpg", "p/b.jpg", "p/HANGME.jpg", "p/c.jpg"]
+    for i, k in enumerate(keys):
+        storage.write_bytes(inp + k, _enc(_scene(50 + i, 1)), s3=st)
+    monkeypatch.setenv(POISON_ENV, "crash=CRASHME,hang=HANGME")
+
+    def run(incremental: bool) -> dict:
+        cfg = _cfg(inp, out, archive["model"], incremental=incremental)
+        cfg.ray.block_rows = 8  # all five photos in one block
+        cfg.ray.read_batch_size = 8
+        cfg.image.photo_timeout_s = 10
+        return run_transform(cfg, st)
+
+    s = run(False)
+    rows = {r["key"]: r for r in runlog.read_manifest(out, s3=st).to_pylist()}
+    assert set(rows) == set(keys)
+    assert rows["p/CRASHME.jpg"]["status"] == "error"
+    assert "worker_crash" in rows["p/CRASHME.jpg"]["error"]
+    assert rows["p/HANGME.jpg"]["status"] == "error" and "timeout" in rows["p/HANGME.jpg"]["error"]
+    healthy = ["p/a.jpg", "p/b.jpg", "p/c.jpg"]
+    assert all(rows[k]["status"] == "ok" for k in healthy), rows
+    assert _outputs(out, st) == sorted(healthy)
+    assert s["error_reasons"] == {"worker_crash": 1, "timeout": 1} and s["status"]["ok"] == 3
+    s2 = run(True)
+    assert s2["images"] == 2 and s2["error_reasons"] == {"worker_crash": 1, "timeout": 1}
+    again = [r for r in runlog.read_manifest(out, s3=st).to_pylist() if r["run_id"] == s2["run_id"]]
+    assert sorted(r["key"] for r in again) == ["p/CRASHME.jpg", "p/HANGME.jpg"]

@@ -215,6 +215,7 @@ def run_transform(
         "images_per_s": round(processed / wall, 3) if wall > 0 else 0.0,
         "status": agg["status"],
         "errors": agg["status"].get("error", 0),
+        "error_reasons": agg["error_reasons"],
         "faces": agg["faces"],
         "faces_small": agg["faces_small"],
         "bytes_in": agg["bytes_in"],

@@ -197,9 +197,16 @@ def aggregate(rows_table) -> dict[str, Any]:
         v = pc.sum(t[col]).as_py() if t.num_rows else 0
         return float(v or 0)
 
+    reasons: dict[str, int] = {}
+    if counts.get("error"):
+        errs = t.filter(pc.equal(t["status"], "error"))["error"].to_pylist()
+        for e in errs:
+            r = error_reason(e)
+            reasons[r] = reasons.get(r, 0) + 1
     return {
         "images": t.num_rows,
         "status": counts,
+        "error_reasons": reasons,
         "faces": int(s("faces")),
         "faces_small": int(s("faces_small")),
         "bytes_in": int(s("bytes_in")),
@@ -208,11 +215,21 @@ def aggregate(rows_table) -> dict[str, Any]:
     }
 
 
+def error_reason(error: str | None) -> str:
+    """The reason code of a manifest ``error`` (``"decode: truncated: ..."`` -> ``truncated``;
+    ``"key: unsafe: ..."`` -> ``unsafe``); the stage when no code follows it."""
+    parts = [p.strip() for p in (error or "").split(":")]
+    if len(parts) >= 3 and parts[1] and " " not in parts[1]:
+        return parts[1]
+    return parts[0] or "unknown"
+
+
 def merge_aggregates(aggs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Sum of :func:`aggregate` results."""
     out: dict[str, Any] = {
         "images": 0,
         "status": {},
+        "error_reasons": {},
         "faces": 0,
         "faces_small": 0,
         "bytes_in": 0,
@@ -224,6 +241,8 @@ def merge_aggregates(aggs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             out[k] += a.get(k, 0)
         for st, n in a.get("status", {}).items():
             out["status"][st] = out["status"].get(st, 0) + n
+        for r, n in a.get("error_reasons", {}).items():
+            out["error_reasons"][r] = out["error_reasons"].get(r, 0) + n
         for f, v in a.get("stage_s", {}).items():
             out["stage_s"][f] = out["stage_s"].get(f, 0.0) + v
     return out

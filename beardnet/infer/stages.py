@@ -128,6 +128,9 @@ def _runner(isolate: dict[str, Any] | None, faces: str | None) -> Callable[..., 
     sig = (float(isolate["timeout_s"]), tuple(sorted((isolate.get("poison") or {}).items())))
     box = _SANDBOXES.get(sig)
     if box is None:
+        for old in _SANDBOXES.values():  # other settings (an earlier run): one child per worker
+            old.close()
+        _SANDBOXES.clear()
         warm = functools.partial(warm_locator, faces) if faces else None
         box = _SANDBOXES[sig] = Sandbox(isolate["timeout_s"], warm, isolate.get("poison"))
     return box.call
