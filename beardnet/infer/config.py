@@ -46,9 +46,14 @@ class JobSection(_Section):
         None, description="Parquet or CSV with columns key, style (keys relative to input)"
     )
     incremental: bool = Field(
-        False, description="skip keys with an ok/no_face row in earlier manifests of OUT"
+        False, description="skip keys already done with the same version, model and style"
     )
     extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
+    key_list: str | None = Field(
+        None, description="list keys from this CSV/Parquet (S3 Inventory-style: bucket, key, "
+        "size, etag) instead of listing the input"
+    )
+    list_threads: int = Field(16, ge=1, description="threads listing input prefixes at once")
     on_no_face: Literal["copy", "skip"] = Field(
         "copy", description="photos without a usable face: copy through, or write nothing"
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from beardnet.infer import lease as _lease
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_STORAGE = 3
 EXIT_MODEL = 4
 EXIT_LEASE = 75
+#: The run lost its output lease mid-run and stopped writing (see beardnet.infer.fence).
+EXIT_LEASE_LOST: int = int(getattr(_lease, "EXIT_LEASE_LOST", 76))  # SHIM: the lease's own
 EXIT_CODES = {
     "ok": EXIT_OK,
     "failed": EXIT_FAILED,
@@ -15,9 +19,9 @@ EXIT_CODES = {
     "storage": EXIT_STORAGE,
     "model": EXIT_MODEL,
     "lease": EXIT_LEASE,
+    "lease_lost": EXIT_LEASE_LOST,
 }
 
-#: Internal status of a row that still needs the network and the paste-back.
 
 class TransformFailed(RuntimeError):
     """A job-level failure (nothing or not everything could run); ``exit_code`` for the CLI."""

@@ -2,7 +2,10 @@
 
 Modules, one concept each::
 
-    plan.py     driver: list keys, drop done ones (incremental), styles -> the work table
+    listing.py  driver: the input listing (parallel by prefix) or a user-given key list
+    state.py    incremental state: done-ness, compaction into one indexed object, fencing
+    plan.py     driver: listing -> styles -> drop done ones (incremental) -> the work table
+    fence.py    lease validity for workers (clock actor, write guard), exit code 76
     stages.py   PrepareFn (task) -> NetworkFn (actor pool) -> FinishFn (task); the work rows
     photo.py    the pixel halves: reduced decode + locate, full-size decode + paste back
     sandbox.py  the watchdog child process that runs the pixel halves (poison photos)
@@ -12,12 +15,12 @@ Modules, one concept each::
 
 Pipeline::
 
-    driver: check access -> lease -> plan -> blocks of ``ray.block_rows`` keys
+    driver: check access -> lease (token registered) -> plan -> blocks of ``ray.block_rows``
     tasks  (read_num_cpus):    read bytes; reduced decode, locate, align crops     [PrepareFn]
     actors (network_num_cpus): the network on crops batched across photos         [NetworkFn]
     tasks  (write_num_cpus):   full-size decode, paste back, encode, write OUT/key  [FinishFn]
     datasink:                  one manifest Parquet part per block (fused with the above)
-    driver: run summary JSON, release the lease
+    driver: lease check -> compact the state -> run summary JSON -> release the lease
 
 What passes between stages: encoded input bytes, face geometry (full-size pixels) and the
 aligned crops (then the edited crops and masks); never a decoded photo. See
@@ -39,7 +42,8 @@ the per-photo limit (``image.photo_timeout_s``) is enforced by the sandbox.
 
 Exit codes of the CLI (:data:`EXIT_CODES`): 0 done (even with per-photo errors; the summary
 counts them), 2 bad configuration, 3 storage not reachable / no permission, 4 model artifact,
-75 another run holds the output's lease (busy, try later), 1 anything else.
+75 another run holds the output's lease (busy, try later), 76 the run lost its lease mid-run
+and stopped writing (no summary; run again), 1 anything else.
 """
 
 from __future__ import annotations
@@ -51,13 +55,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from beardnet.infer import runlog
+from beardnet.infer import fence, runlog, state
 from beardnet.infer.config import TransformConfig
 from beardnet.infer.errors import (  # noqa: F401 - re-exported: the CLI and tests use them
     EXIT_CODES,
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_LEASE,
+    EXIT_LEASE_LOST,
     EXIT_MODEL,
     EXIT_OK,
     EXIT_STORAGE,
@@ -178,24 +183,46 @@ def run_transform(
     except LeaseHeld as e:
         raise TransformFailed(str(e), EXIT_LEASE) from None
     lease.start_renewing()
-    if on_lease is not None:
-        on_lease(lease)
+    token = fence.lease_token(lease)
+    pusher = None
     try:
+        state.register_token(out, token, run_id, s3=s3)
+        if on_lease is not None:
+            on_lease(lease)
         t_list = time.time()
-        table, listed, skipped_keys = plan_keys(cfg, s3, categories)
+        table, listed, skipped_keys = plan_keys(cfg, s3, categories, model_id)
         skipped = len(skipped_keys)
         list_s = time.time() - t_list
         log.info("run %s: %d keys listed, %d already done, %d to process (listing %.1fs)",
                  run_id, listed, skipped, table.num_rows, list_s)
+        work = init_rows(table, run_id, model_id, token)
+        aggs: list[dict[str, Any]] = []
+        if work.num_rows:
+            pusher, guard = _start_fence(cfg, s3, lease, token, run_id)
+            try:
+                aggs = _execute(cfg, s3, run_id, crop_size, work, token, guard)
+            except Exception as e:
+                if pusher.lost or lease.lost:
+                    raise _lost(run_id, pusher.lost or lease.lost) from None
+                if isinstance(e, TransformFailed):
+                    raise
+                raise TransformFailed(f"run {run_id} failed: {short_error(e)}") from e
+            pusher.stop()
+        # the summary and the compacted state are written only after a successful check
+        try:
+            fence.lease_check(lease)
+        except fence.LeaseLost as e:
+            raise _lost(run_id, str(e)) from None
         if job.record_skipped and skipped:
-            record_skipped(cfg, s3, run_id, model_id, skipped_keys)
-        work = init_rows(table, run_id, model_id)
-        aggs = _execute(cfg, s3, run_id, model_id, crop_size, work) if work.num_rows else []
+            record_skipped(cfg, s3, run_id, model_id, skipped_keys, token)
+        t_c = time.time()
+        state.compact(out, s3)
+        compact_s = time.time() - t_c
     finally:
+        if pusher is not None:
+            pusher.stop()
         lost = lease.lost
         lease.release()
-    if lost:
-        log.error("run %s: %s; another run may have written to %s too", run_id, lost, out)
     wall = time.time() - t_start
     agg = runlog.merge_aggregates(aggs)
     if skipped:
@@ -225,13 +252,37 @@ def run_transform(
         "config": cfg.public_dict(),
         "complete": processed == work.num_rows,
         "lease_lost": lost,
+        "lease_token": token,
+        "compact_s": round(compact_s, 3),
     }
     summary["summary_uri"] = runlog.write_summary(out, run_id, summary, s3=s3)
     return summary
 
 
 
-def _execute(cfg, s3, run_id: str, model_id: str, crop_size: int, work) -> list[dict[str, Any]]:
+def _lost(run_id: str, why: str | None) -> TransformFailed:
+    return TransformFailed(
+        f"run {run_id}: {why or 'lease lost'}; it stopped writing (its manifest parts after the "
+        "loss are ignored by readers); run again later", EXIT_LEASE_LOST)
+
+
+def _start_fence(cfg: TransformConfig, s3: Any, lease: Any, token: int, run_id: str):
+    """The lease clock actor, the driver thread feeding it, and the workers' guard."""
+    from beardnet.raysession import init_ray
+
+    r = cfg.ray
+    init_ray(num_cpus=r.num_cpus, object_store_mb=r.object_store_mb, s3=s3)
+    ttl = float(cfg.job.lease_ttl_s)
+    clock = fence.start_clock(token, 0.0)
+    pusher = fence.ClockPusher(lease, clock, fence.push_period(ttl)).start()
+    guard = fence.WriteGuard(clock, token, wait_s=min(ttl / 6.0, 5.0),
+                             store_check={"output": cfg.job.output.rstrip("/"),
+                                          "run_id": run_id, "s3": s3})
+    return pusher, guard
+
+
+def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
+             guard: Any = None) -> list[dict[str, Any]]:
     """Build and run the Ray Data pipeline; returns the per-part aggregates."""
     import ray
     import ray.data
@@ -289,13 +340,14 @@ def _execute(cfg, s3, run_id: str, model_id: str, crop_size: int, work) -> list[
     )
     ds = ds.map_batches(
         finish_batch,
-        fn_kwargs={"output_uri": cfg.job.output, "opts": opts, "s3": s3, "isolate": isolate},
+        fn_kwargs={"output_uri": cfg.job.output, "opts": opts, "s3": s3, "isolate": isolate,
+                   "guard": guard},
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=r.write_num_cpus,
         udf_modifying_row_count=False,
     )
-    sink = manifest_sink(cfg.job.output, run_id, s3)
+    sink = manifest_sink(cfg.job.output, run_id, s3, token, guard)
     # same CPUs as the finish step, so Ray Data fuses them: objects, then their manifest part,
     # in one task
     ds.write_datasink(sink, ray_remote_args={"num_cpus": r.write_num_cpus})

@@ -1,9 +1,11 @@
 """The transform job's records: manifest rows, Parquet parts, earlier runs, the run summary.
 
-Layout under the output prefix (DESIGN.md §5)::
+Layout under the output prefix ::
 
     OUT/_beardnet/manifest/<run_id>/<part>.parquet   one row per input handled by that run
     OUT/_beardnet/runs/<run_id>.json                 the run summary
+    OUT/_beardnet/state/state.parquet                compacted state (beardnet.infer.state)
+    OUT/_beardnet/tokens/<token>.json                lease tokens taken (fencing)
     OUT/_beardnet/lease.json                         see beardnet.infer.lease
 
 Parts are written per block while the job runs (after that block's images are written), so a
@@ -52,6 +54,8 @@ MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "string"),
     ("run_id", "string"),
     *((t, "float32") for t in TIMING_FIELDS),
+    ("version", "string"),  # the input's ETag (or size:mtime) when it was read
+    ("lease_token", "int64"),  # the fencing token of the run's lease
 )
 
 
@@ -163,8 +167,10 @@ def read_manifest(output_uri: str, *, columns: Sequence[str] | None = None, s3=N
         if not rel.endswith(".parquet"):
             continue
         data = storage.read_bytes(base + "/" + rel, s3=s3)
-        t = pq.read_table(io.BytesIO(data), columns=list(schema.names))
-        tables.append(t.cast(schema))
+        t = pq.read_table(io.BytesIO(data))
+        cols = [t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+                for f in schema]
+        tables.append(pa.Table.from_arrays(cols, schema=schema))
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)

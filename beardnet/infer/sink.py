@@ -1,4 +1,8 @@
-"""The manifest sink: one Parquet part per write task, after that block's photos are written."""
+"""The manifest sink: one Parquet part per write task, after that block's photos are written.
+
+Each part carries the run's lease token (in its rows and first in its name, see
+:mod:`beardnet.infer.state`) and is written only after the lease checks out in the store
+(:meth:`beardnet.infer.fence.WriteGuard.check_part`)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from typing import Any
 
 from beardnet.infer import runlog
 from beardnet.infer.stages import retry
+from beardnet.infer.state import part_name
 
 
-def manifest_sink(output_uri: str, run_id: str, s3: Any):
+def manifest_sink(output_uri: str, run_id: str, s3: Any, token: int = 0, guard: Any = None):
     """A Datasink writing one manifest part per write task; returns per-part aggregates."""
     from ray.data import Datasink
 
@@ -27,7 +32,11 @@ def manifest_sink(output_uri: str, run_id: str, s3: Any):
                 return runlog.aggregate(runlog.manifest_schema().empty_table())
             t = pa.concat_tables([x.select(runlog.manifest_schema().names) for x in tables])
             t = t.cast(runlog.manifest_schema())
-            part = f"{int(time.time() * 1000):013d}-{ctx.task_idx:05d}-{os.urandom(3).hex()}"
+            part = part_name(
+                token, f"{int(time.time() * 1000):013d}-{ctx.task_idx:05d}-{os.urandom(3).hex()}"
+            )
+            if guard is not None:
+                guard.check_part()
             retry(lambda: runlog.write_part(output_uri, run_id, t, part=part, s3=s3))
             return runlog.aggregate(t)
 
