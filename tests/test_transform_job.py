@@ -528,3 +528,61 @@ def test_poison_photos_are_recorded_and_the_run_finishes(archive, monkeypatch) -
     assert s2["images"] == 2 and s2["error_reasons"] == {"worker_crash": 1, "timeout": 1}
     again = [r for r in runlog.read_manifest(out, s3=st).to_pylist() if r["run_id"] == s2["run_id"]]
     assert sorted(r["key"] for r in again) == ["p/CRASHME.jpg", "p/HANGME.jpg"]
+
+
+@pytest.mark.slow
+def test_replaced_photo_and_new_model_are_processed_again(archive, s3) -> None:
+    """Done-ness is (key, ETag, model, style): unchanged photos are skipped, a replaced photo
+    and a new model are processed again; the state is one compacted object."""
+    from beardnet.infer import state
+    from beardnet.infer.job import run_transform
+
+    st = archive["st"]
+    inp, out = f"s3://{archive['bucket']}/rin/", f"s3://{archive['bucket']}/rout/"
+    for i in range(3):
+        storage.write_bytes(inp + f"r{i}.jpg", _enc(_scene(60 + i, 1)), s3=st)
+    first = run_transform(_cfg(inp, out, archive["model"], incremental=True), st)
+    assert first["images"] == 3 and storage.exists(state.state_uri(out), s3=st)
+    same = run_transform(_cfg(inp, out, archive["model"], incremental=True), st)
+    assert same["images"] == 0 and same["keys_skipped"] == 3
+    storage.write_bytes(inp + "r1.jpg", _enc(_scene(99, 1)), s3=st)  # same key, new content
+    replaced = run_transform(_cfg(inp, out, archive["model"], incremental=True), st)
+    assert replaced["images"] == 1 and replaced["keys_skipped"] == 2
+    rows = runlog.read_manifest(out, s3=st).to_pylist()
+    assert [r["key"] for r in rows if r["run_id"] == replaced["run_id"]] == ["r1.jpg"]
+    other = _model(s3, archive["bucket"] + "/m2")
+    new_model = run_transform(_cfg(inp, out, other, incremental=True), st)
+    assert new_model["images"] == 3 and new_model["model"] != first["model"]
+    table, runs = state.read_state(out, s3=st)
+    assert table.num_rows == 3 and set(table["model"].to_pylist()) == {new_model["model"]}
+    assert new_model["run_id"] in runs
+
+
+@pytest.mark.slow
+def test_a_run_that_loses_its_lease_stops_writing_and_exits_76(archive) -> None:
+    from beardnet.infer import fence
+    from beardnet.infer.job import EXIT_LEASE_LOST, TransformFailed, run_transform
+    from beardnet.infer.lease import LeaseInfo
+
+    st = archive["st"]
+    inp, out = f"s3://{archive['bucket']}/lin/", f"s3://{archive['bucket']}/lout/"
+    for i in range(4):
+        storage.write_bytes(inp + f"l{i}.jpg", _enc(_scene(70 + i, 1)), s3=st)
+    ttl = 6.0
+    stolen: dict[str, float] = {}
+
+    def steal(lease) -> None:  # another run overwrites the lease object right after we got it
+        now = time.time()
+        thief = LeaseInfo("thief", "elsewhere", 1, now, now + 600)
+        storage.write_bytes(lease.uri, thief.to_json(), s3=st)
+        stolen["at"] = now
+
+    with pytest.raises(TransformFailed) as e:
+        run_transform(_cfg(inp, out, archive["model"], lease_ttl_s=ttl), st, on_lease=steal)
+    assert e.value.exit_code == EXIT_LEASE_LOST == 76 and "lease" in str(e.value)
+    client = storage.boto3_client(st)
+    for key in _outputs(out, st):  # no photo write started later than ttl/3 after the loss
+        mod = client.head_object(Bucket=archive["bucket"], Key="lout/" + key)["LastModified"]
+        assert mod.timestamp() <= stolen["at"] + ttl / 3 + 1.0, key
+    assert not [k for k in storage.list_keys(out, s3=st) if k.startswith("_beardnet/runs/")]
+    assert fence.EXIT_LEASE_LOST == 76
