@@ -2,7 +2,8 @@
 
 Parts (``--parts``, default all): ``sampler`` (no Ray), ``train`` (plain loop, Ray Train x1,
 x2), ``transform`` (local S3 + Ray Data job vs raw network, locator, actor RSS), ``memory``
-(the job on folders of 12/24/48 MP JPEGs: peak RSS per worker, object-store spilling). Starts a local
+(the job on folders of 12/24/48 MP JPEGs: peak RSS per worker, object-store spilling),
+``plan`` (planning an incremental run over 1,000,000 generated keys: seconds, peak RSS). Starts a local
 S3 server (SeaweedFS) unless an endpoint is configured (``s3.endpoint_url`` or
 ``AWS_ENDPOINT_URL``), and a local Ray unless ``RAY_ADDRESS`` is set. Writes
 ``OUT/<date>-<host>[-quick].json`` and ``.md`` and prints the Markdown table. Exit code 0 when
@@ -31,7 +32,7 @@ from pydantic import Field
 from beardnet.config import S3Section, StrictModel, load_config
 
 DESCRIPTION = __doc__.split("\n\n")[0] if __doc__ else None
-PARTS = ("sampler", "train", "transform", "memory")
+PARTS = ("sampler", "train", "transform", "memory", "plan")
 log = logging.getLogger(__name__)
 
 
@@ -138,6 +139,10 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
     # the sampler first, in a process without Ray (its memory figure is clean)
     if "sampler" in cfg.parts:
         _part(report, "sampler", sampler_bench.run, report, quick=cfg.quick)
+    if "plan" in cfg.parts:
+        from beardnet.bench import plan_bench
+
+        _part(report, "plan", plan_bench.run, report)
     need_ray = any(p in cfg.parts for p in ("train", "transform", "memory"))
     if need_ray:
         if not os.environ.get("RAY_ADDRESS"):
