@@ -12,6 +12,7 @@ from PIL import Image
 from beardnet.infer import codec, photo
 from beardnet.infer.sandbox import PhotoFailed, RemoteError, Sandbox, parse_poison
 from beardnet.infer.transform import TransformOptions, prepare
+from beardnet.infer.writer import content_type
 
 
 def _photo(w: int, h: int, face_px: int, fmt: str = "JPEG", **kw) -> bytes:
@@ -86,8 +87,8 @@ def test_content_type_from_bytes() -> None:
     small = np.full((8, 8, 3), 100, np.uint8)
     for fmt, mime in (("jpeg", "image/jpeg"), ("png", "image/png"), ("webp", "image/webp"),
                       ("bmp", "image/bmp"), ("tiff", "image/tiff")):
-        assert codec.content_type(codec.encode(small, fmt)) == mime
-    assert codec.content_type(b"hello") == "application/octet-stream"
+        assert content_type(codec.encode(small, fmt)) == mime
+    assert content_type(b"hello") == "application/octet-stream"
 
 
 def test_sandbox_records_crash_and_hang_and_keeps_going() -> None:

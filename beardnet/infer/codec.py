@@ -417,7 +417,6 @@ __all__ = [
     "FORMATS",
     "BadImage",
     "Decoded",
-    "content_type",
     "decode",
     "encode",
     "encode_like",
@@ -425,23 +424,3 @@ __all__ = [
     "image_size",
 ]
 
-
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (_PNG_SIGNATURE, "image/png"),
-    (b"BM", "image/bmp"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-)
-
-
-def content_type(data: bytes) -> str:
-    """The MIME type of encoded image bytes, from their signature (``image/jpeg``, ``image/png``,
-    ``image/webp``, ``image/bmp``, ``image/tiff``; else ``application/octet-stream``)."""
-    head = bytes(data[:16])
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    return "application/octet-stream"

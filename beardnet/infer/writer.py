@@ -6,7 +6,7 @@ import inspect
 from functools import lru_cache
 from typing import Any
 
-from beardnet.infer.codec import content_type
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @lru_cache(maxsize=1)
@@ -31,3 +31,24 @@ def write_photo(uri: str, data: bytes, s3: Any = None) -> None:
                                             ContentType=mime)
         return
     storage.write_bytes(uri, data, s3=s3)
+
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (_PNG_SIGNATURE, "image/png"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+def content_type(data: bytes) -> str:
+    """The MIME type of encoded image bytes, from their signature (``image/jpeg``, ``image/png``,
+    ``image/webp``, ``image/bmp``, ``image/tiff``; else ``application/octet-stream``)."""
+    head = bytes(data[:16])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    return "application/octet-stream"
