@@ -145,11 +145,13 @@ def _digest(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest() + '"'
 
 
-def write_bytes(uri: str, data: bytes, s3: S3Settings | None = None) -> None:
+def write_bytes(
+    uri: str, data: bytes, s3: S3Settings | None = None, content_type: str | None = None
+) -> None:
     """Write (replace) an object or file; local writes are atomic and create parent folders.
-    S3 puts carry the settings' server-side encryption."""
+    S3 puts carry the settings' server-side encryption and ``content_type`` when given."""
     if is_s3(uri):
-        put_conditional(uri, data, s3=s3)
+        put_conditional(uri, data, s3=s3, content_type=content_type)
         return
     _write_local(local_path(uri), data)
 
@@ -195,6 +197,7 @@ def put_conditional(
     if_match: str | None = None,
     if_none_match: bool = False,
     s3: S3Settings | None = None,
+    content_type: str | None = None,
 ) -> str:
     """Write ``data`` and return the new ETag. ``if_none_match``: only if nothing is there;
     ``if_match``: only if the object's ETag is still this one. :class:`PreconditionFailed`
@@ -206,6 +209,8 @@ def put_conditional(
         st = _settings(s3)
         args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": bytes(data)}
         args.update(st.put_args())
+        if content_type:
+            args["ContentType"] = content_type
         if if_match is not None:
             args["IfMatch"] = if_match
         if if_none_match:

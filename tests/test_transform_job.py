@@ -173,6 +173,17 @@ def _exif_rotated(img: np.ndarray) -> bytes:
     return _enc(stored, "JPEG", exif=exif.tobytes(), quality=95)
 
 
+def _exif_icc() -> bytes:
+    """A JPEG with camera EXIF and an sRGB ICC profile (both must survive the transform)."""
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010F] = "BeardCam"  # Make
+    exif[0x0110] = "Model 7"  # Model
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _enc(_scene(15, 1), "JPEG", exif=exif.tobytes(), icc_profile=icc, quality=95)
+
+
 def _large() -> np.ndarray:
     img = np.empty((1200, 1600, 3), np.uint8)
     img[:] = (120, 140, 160)
@@ -191,6 +202,7 @@ CASES: dict[str, tuple] = {
     "formats/cmyk.jpg": (lambda: _enc(_scene(8), "JPEG", "CMYK"), "ok", None),
     "formats/png16.png": (lambda: _png16(_scene(9)), "ok", None),
     "formats/exif6.jpg": (lambda: _exif_rotated(_scene(10)), "ok", None),
+    "formats/exif icc.jpg": (_exif_icc, "ok", None),
     "sizes/large.jpg": (lambda: _enc(_large()), "ok", None),
     "sizes/crowd.jpg": (lambda: _enc(_scene(12, 6, w=384, h=256)), "ok", None),
     "sizes/tiny.png": (lambda: _enc(_scene(13)[::16, ::16].copy(), "PNG"), "no_face", None),
@@ -290,6 +302,21 @@ def test_outputs_keep_keys_and_formats(archive) -> None:
     dst = decode(storage.read_bytes(archive["out"] + "ünïcødé/写真 1.png", s3=st)).image
     assert np.array_equal(src[:, 128:], dst[:, 128:])
     assert not np.array_equal(src, dst)
+
+
+@pytest.mark.slow
+def test_outputs_carry_content_type_exif_and_icc(archive) -> None:
+    st = archive["st"]
+    client = storage.boto3_client(st)
+    mime = {".jpg": "image/jpeg", ".png": "image/png"}
+    for key in ("plain.jpg", "ünïcødé/写真 1.png", "bad/no face.jpg", "formats/rgba.png"):
+        head = client.head_object(Bucket=archive["bucket"], Key="out/" + key)
+        assert head["ContentType"] == mime[key[-4:]], key
+    key = "formats/exif icc.jpg"
+    src = Image.open(io.BytesIO(storage.read_bytes(archive["in"] + key, s3=st)))
+    dst = Image.open(io.BytesIO(storage.read_bytes(archive["out"] + key, s3=st)))
+    assert dst.info.get("icc_profile") == src.info.get("icc_profile") is not None
+    assert dst.getexif().get(0x010F) == "BeardCam" and dst.getexif().get(0x0110) == "Model 7"
 
 
 @pytest.mark.slow
@@ -465,3 +492,99 @@ def test_unsafe_keys_from_a_local_folder_are_rejected(archive, tmp_path) -> None
     assert s["status"] == {"ok": 1, "error": 3}
     everything = list(storage.list_keys(f"s3://{archive['bucket']}/", s3=st))
     assert not any("escape" in k for k in everything)
+
+
+@pytest.mark.slow
+def test_poison_photos_are_recorded_and_the_run_finishes(archive, monkeypatch) -> None:
+    """One photo crashes the process decoding it, one hangs it (test-only hook), in one block
+    with healthy photos: both recorded, the others written, exit 0; a second incremental run
+    records them again without failing."""
+    from beardnet.infer.job import run_transform
+    from beardnet.infer.sandbox import POISON_ENV
+
+    st = archive["st"]
+    inp, out = f"s3://{archive['bucket']}/pin/", f"s3://{archive['bucket']}/pout/"
+    keys = ["p/a.jpg", "p/CRASHME.jpg", "p/b.jpg", "p/HANGME.jpg", "p/c.jpg"]
+    for i, k in enumerate(keys):
+        storage.write_bytes(inp + k, _enc(_scene(50 + i, 1)), s3=st)
+    monkeypatch.setenv(POISON_ENV, "crash=CRASHME,hang=HANGME")
+
+    def run(incremental: bool) -> dict:
+        cfg = _cfg(inp, out, archive["model"], incremental=incremental)
+        cfg.ray.block_rows = 8  # all five photos in one block
+        cfg.ray.read_batch_size = 8
+        cfg.image.photo_timeout_s = 10
+        return run_transform(cfg, st)
+
+    s = run(False)
+    rows = {r["key"]: r for r in runlog.read_manifest(out, s3=st).to_pylist()}
+    assert set(rows) == set(keys)
+    assert rows["p/CRASHME.jpg"]["status"] == "error"
+    assert "worker_crash" in rows["p/CRASHME.jpg"]["error"]
+    assert rows["p/HANGME.jpg"]["status"] == "error" and "timeout" in rows["p/HANGME.jpg"]["error"]
+    healthy = ["p/a.jpg", "p/b.jpg", "p/c.jpg"]
+    assert all(rows[k]["status"] == "ok" for k in healthy), rows
+    assert _outputs(out, st) == sorted(healthy)
+    assert s["error_reasons"] == {"worker_crash": 1, "timeout": 1} and s["status"]["ok"] == 3
+    s2 = run(True)
+    assert s2["images"] == 2 and s2["error_reasons"] == {"worker_crash": 1, "timeout": 1}
+    again = [r for r in runlog.read_manifest(out, s3=st).to_pylist() if r["run_id"] == s2["run_id"]]
+    assert sorted(r["key"] for r in again) == ["p/CRASHME.jpg", "p/HANGME.jpg"]
+
+
+@pytest.mark.slow
+def test_replaced_photo_and_new_model_are_processed_again(archive, s3) -> None:
+    """Done-ness is (key, ETag, model, style): unchanged photos are skipped, a replaced photo
+    and a new model are processed again; the state is one compacted object."""
+    from beardnet.infer import state
+    from beardnet.infer.job import run_transform
+
+    st = archive["st"]
+    inp, out = f"s3://{archive['bucket']}/rin/", f"s3://{archive['bucket']}/rout/"
+    for i in range(3):
+        storage.write_bytes(inp + f"r{i}.jpg", _enc(_scene(60 + i, 1)), s3=st)
+    first = run_transform(_cfg(inp, out, archive["model"], incremental=True), st)
+    assert first["images"] == 3 and storage.exists(state.state_uri(out), s3=st)
+    same = run_transform(_cfg(inp, out, archive["model"], incremental=True), st)
+    assert same["images"] == 0 and same["keys_skipped"] == 3
+    storage.write_bytes(inp + "r1.jpg", _enc(_scene(99, 1)), s3=st)  # same key, new content
+    replaced = run_transform(_cfg(inp, out, archive["model"], incremental=True), st)
+    assert replaced["images"] == 1 and replaced["keys_skipped"] == 2
+    rows = runlog.read_manifest(out, s3=st).to_pylist()
+    assert [r["key"] for r in rows if r["run_id"] == replaced["run_id"]] == ["r1.jpg"]
+    other = _model(s3, archive["bucket"] + "/m2")
+    new_model = run_transform(_cfg(inp, out, other, incremental=True), st)
+    assert new_model["images"] == 3 and new_model["model"] != first["model"]
+    table, runs = state.read_state(out, s3=st)
+    assert table.num_rows == 3 and set(table["model"].to_pylist()) == {new_model["model"]}
+    assert new_model["run_id"] in runs
+
+
+@pytest.mark.slow
+def test_a_run_that_loses_its_lease_stops_writing_and_exits_76(archive) -> None:
+    from beardnet.infer import fence
+    from beardnet.infer.job import EXIT_LEASE_LOST, TransformFailed, run_transform
+    from beardnet.infer.lease import LeaseInfo
+
+    st = archive["st"]
+    inp, out = f"s3://{archive['bucket']}/lin/", f"s3://{archive['bucket']}/lout/"
+    for i in range(4):
+        storage.write_bytes(inp + f"l{i}.jpg", _enc(_scene(70 + i, 1)), s3=st)
+    ttl = 6.0
+    stolen: dict[str, float] = {}
+
+    def steal(lease) -> None:  # another run overwrites the lease object right after we got it
+        now = time.time()
+        thief = LeaseInfo("thief", "elsewhere", 1, now, now + 600)
+        storage.write_bytes(lease.uri, thief.to_json(), s3=st)
+        stolen["at"] = now
+
+    with pytest.raises(TransformFailed) as e:
+        run_transform(_cfg(inp, out, archive["model"], lease_ttl_s=ttl), st, on_lease=steal)
+    assert e.value.exit_code == EXIT_LEASE_LOST == 76 and "lease" in str(e.value)
+    client = storage.boto3_client(st)
+    for key in _outputs(out, st):  # no photo write started later than ttl/3 after the loss
+        mod = client.head_object(Bucket=archive["bucket"], Key="lout/" + key)["LastModified"]
+        assert mod.timestamp() <= stolen["at"] + ttl / 3 + 1.0, key
+    assert not [k for k in storage.list_keys(out, s3=st) if k.startswith("_beardnet/runs/")]
+    assert fence.EXIT_LEASE_LOST == 76

@@ -2,7 +2,9 @@
 
 Parts (``--parts``, default all): ``sampler`` (no Ray), ``train`` (plain loop, Ray Train x1,
 x2), ``transform`` (local S3 + Ray Data job vs raw network, locator, actor RSS), ``peer`` (the
-plain process-pool loop vs ``beardnet transform`` on the same local folder). Starts a local
+plain process-pool loop vs ``beardnet transform`` on the same local folder), ``memory``
+(the job on folders of 12/24/48 MP JPEGs: peak RSS per worker, object-store spilling),
+``plan`` (planning an incremental run over 1,000,000 generated keys: seconds, peak RSS). Starts a local
 S3 server (SeaweedFS) unless an endpoint is configured (``s3.endpoint_url`` or
 ``AWS_ENDPOINT_URL``), and a local Ray unless ``RAY_ADDRESS`` is set. Writes
 ``OUT/<date>-<host>[-quick].json`` and ``.md`` and prints the Markdown table. Exit code 0 when
@@ -31,7 +33,7 @@ from pydantic import Field
 from beardnet.config import S3Section, StrictModel, load_config
 
 DESCRIPTION = __doc__.split("\n\n")[0] if __doc__ else None
-PARTS = ("sampler", "train", "transform", "peer")
+PARTS = ("sampler", "train", "transform", "peer", "memory", "plan")
 log = logging.getLogger(__name__)
 
 
@@ -140,7 +142,11 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
     # the sampler first, in a process without Ray (its memory figure is clean)
     if "sampler" in cfg.parts:
         _part(report, "sampler", sampler_bench.run, report, quick=cfg.quick)
-    need_ray = any(p in cfg.parts for p in ("train", "transform", "peer"))
+    if "plan" in cfg.parts:
+        from beardnet.bench import plan_bench
+
+        _part(report, "plan", plan_bench.run, report)
+    need_ray = any(p in cfg.parts for p in ("train", "transform", "peer", "memory"))
     if need_ray:
         if not os.environ.get("RAY_ADDRESS"):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # local DDP over loopback
@@ -174,6 +180,16 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
                     _part(report, "peer", peer_bench.run, report, cfg.peer_dir,
                           n=cfg.n_peer or (40 if cfg.quick else 300), seed=cfg.seed,
                           overrides=cfg.transform)
+                if "memory" in cfg.parts:
+                    from beardnet.bench import memory_bench
+
+                    def _memory() -> Any:
+                        create_bucket(cfg.bucket, settings)
+                        base = f"s3://{cfg.bucket}/mem-{time.strftime('%Y%m%d-%H%M%S')}-" \
+                               f"{uuid.uuid4().hex[:6]}"
+                        return memory_bench.run(report, base, quick=cfg.quick, s3=settings)
+
+                    _part(report, "memory", _memory)
             finally:
                 shutdown_ray()
     report.part_seconds["total"] = time.perf_counter() - t_all

@@ -275,14 +275,14 @@ def actor_peak_rss(
     num_cpus: float = 1.0,
 ) -> dict[str, float]:
     """Peak RSS (MB) of one Ray actor that builds the transform job's network stage
-    (``beardnet.infer.job._NetworkFn``: model loaded once) and runs ``rounds`` passes over
+    (``beardnet.infer.stages.NetworkFn``: model loaded once) and runs ``rounds`` passes over
     ``crops``. Ray must be initialised."""
     import ray
 
     @ray.remote(num_cpus=num_cpus)
     class _BenchActor:
         def __init__(self) -> None:
-            from beardnet.infer.job import _NetworkFn
+            from beardnet.infer.stages import NetworkFn as _NetworkFn
 
             self.base_mb = self_peak_rss_mb()
             self.fn = _NetworkFn(model_uri, s3, threads, batch_size)

@@ -189,9 +189,9 @@ def run(
 
     # end to end, with the Ray workers' peak RSS watched
     roles = {
-        "network_actor": r"_NetworkFn",
-        "prepare_task": r"_prepare_batch",
-        "finish_task": r"_finish_batch",
+        "network_actor": r"NetworkFn",
+        "prepare_task": r"prepare_batch",
+        "finish_task": r"finish_batch",
     }
     with faces_bench.RssMonitor(roles) as mon:
         t0 = time.perf_counter()

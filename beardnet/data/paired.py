@@ -259,7 +259,7 @@ def target_rows(table: pa.Table) -> np.ndarray:
     if "target" not in table.column_names:
         return np.arange(table.num_rows)
     flags = table.column("target").to_numpy(zero_copy_only=False)
-    return np.flatnonzero(np.asarray(flags, dtype=object) == True)  # noqa: E712 (nulls: no)
+    return np.flatnonzero(np.asarray(flags, dtype=object) == True)
 
 
 def _augment(

@@ -119,7 +119,7 @@ def dedupe_batches(batches: np.ndarray, keys: np.ndarray | None = None) -> np.nd
                 seen.add(key)
                 continue
             done = False
-            for b2 in list(range(b + 1, g)) + list(range(0, b)):
+            for b2 in list(range(b + 1, g)) + list(range(b)):
                 keys2 = kk(out[b2])
                 if key in set(keys2.tolist()):
                     continue

@@ -4,7 +4,8 @@ Every flag is a shortcut for a ``--set`` override of :class:`~beardnet.infer.con
 and wins over ``--config`` and ``--set``. Prints the run summary; the exit code says how the job
 ended: 0 done (per-photo errors are counted in the summary, not fatal), 2 bad configuration,
 3 storage not reachable or not writable, 4 model artifact unusable, 75 another run holds the
-output's lease (try again later), 1 anything else.
+output's lease (try again later), 76 the run lost its lease mid-run and stopped writing (run
+again), 1 anything else.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ DESCRIPTION = (
     "Transform every photo under --input (s3://bucket/prefix/, file:///dir or a path) and write "
     "it under --output with the same relative key, plus a Parquet manifest and a run summary "
     "under OUTPUT/_beardnet/. Exit codes: 0 done (per-photo errors counted in the summary), "
-    "2 config, 3 storage, 4 model, 75 output busy (lease held by another run), 1 other."
+    "2 config, 3 storage, 4 model, 75 output busy (lease held by another run), 76 lease lost "
+    "mid-run (stopped writing), 1 other."
 )
 
 #: flag dest -> config path

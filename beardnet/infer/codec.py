@@ -82,6 +82,9 @@ class Decoded:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     info: dict = field(default_factory=dict)
+    #: ``(width, height)`` of the photo at full size (orientation applied); differs from the
+    #: image's size only when decoded with ``reduce > 1``.
+    full_size: tuple[int, int] | None = None
 
     @property
     def height(self) -> int:
@@ -144,8 +147,32 @@ def _read_16bit_png(data: bytes) -> np.ndarray | None:
     return arr8
 
 
-def decode(data: bytes, key: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode ``data`` (one object's bytes; ``key`` is only used in messages) or raise BadImage."""
+def image_size(data: bytes, key: str = "") -> tuple[int, int]:
+    """``(width, height)`` from the header alone (as stored, before EXIF orientation); raises
+    BadImage (``empty``, ``not_an_image``, ``corrupt``) without decoding any pixel."""
+    if data is None or len(data) == 0:
+        raise BadImage("empty", "the object has zero bytes", key)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.size[0]), int(img.size[1])
+    except Image.DecompressionBombError as e:
+        raise BadImage("too_large", str(e), key) from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not_an_image", "no image format recognised", key) from None
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
+        raise BadImage("corrupt", f"header unreadable: {e}", key) from None
+
+
+def decode(
+    data: bytes, key: str = "", max_pixels: int = DEFAULT_MAX_PIXELS, *, reduce: int = 1
+) -> Decoded:
+    """Decode ``data`` (one object's bytes; ``key`` is only used in messages) or raise BadImage.
+
+    ``reduce`` > 1 decodes at about 1/``reduce`` of the size on each side: JPEGs through the
+    decoder's DCT scaling (the full-size pixels are never materialised), other formats by an
+    area resize after decoding. ``full_size`` keeps the full size; the pixel limit is always
+    checked against the full size, from the header.
+    """
     if data is None or len(data) == 0:
         raise BadImage("empty", "the object has zero bytes", key)
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone changed the global: truncation must be an error
@@ -170,6 +197,13 @@ def decode(data: bytes, key: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise BadImage("animated", f"{img.n_frames} frames", key)
     if fmt == "png":
         _check_png_crcs(data, key)
+    reduce = max(1, int(reduce))
+    target = (max(1, -(-w // reduce)), max(1, -(-h // reduce)))
+    if reduce > 1 and fmt == "jpeg":
+        try:
+            img.draft(img.mode, target)  # DCT scaling: decodes at 1/2, 1/4 or 1/8 size
+        except (OSError, ValueError):
+            pass
     try:
         img.load()
     except Image.DecompressionBombError as e:
@@ -241,6 +275,11 @@ def decode(data: bytes, key: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if alpha is not None and bool((alpha == 255).all()):
         alpha = None if mode not in ("RGBA", "LA", "PA") else alpha
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if reduce > 1 and (rgb.shape[1] > target[0] or rgb.shape[0] > target[1]):
+        rgb = _area_resize(rgb, target)
+        if alpha is not None:
+            alpha = _area_resize(alpha, target)
+    full = (w, h) if orientation not in (5, 6, 7, 8) else (h, w)
 
     if orientation != 1 and 2 <= orientation <= 8:
         rgb = _apply_orientation(rgb, orientation)
@@ -264,7 +303,14 @@ def decode(data: bytes, key: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         icc_profile=icc,
         exif=exif_bytes,
         info=info,
+        full_size=full,
     )
+
+
+def _area_resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2  # local: heavy import
+
+    return np.ascontiguousarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA))
 
 
 def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -375,4 +421,6 @@ __all__ = [
     "encode",
     "encode_like",
     "extension_format",
+    "image_size",
 ]
+

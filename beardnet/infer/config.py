@@ -47,9 +47,14 @@ class JobSection(_Section):
         None, description="Parquet or CSV with columns key, style (keys relative to input)"
     )
     incremental: bool = Field(
-        False, description="skip keys with an ok/no_face row in earlier manifests of OUT"
+        False, description="skip keys already done with the same version, model and style"
     )
     extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
+    key_list: str | None = Field(
+        None, description="list keys from this CSV/Parquet (S3 Inventory-style: bucket, key, "
+        "size, etag) instead of listing the input"
+    )
+    list_threads: int = Field(16, ge=1, description="threads listing input prefixes at once")
     on_no_face: Literal["copy", "skip"] = Field(
         "copy", description="photos without a usable face: copy through, or write nothing"
     )
@@ -90,6 +95,12 @@ class ImageSection(_Section):
     max_faces: int | None = Field(None, ge=1, description="edit at most this many faces/photo")
     faces: Literal["mediapipe", "haar"] = "mediapipe"
     feather_px: float | None = Field(None, ge=0, description="edge feathering (None = default)")
+    isolate: bool = Field(
+        True, description="pixel work in a watchdog child process per worker (poison photos)"
+    )
+    photo_timeout_s: float = Field(
+        300.0, gt=0, description="per-photo limit for decode+locate and paste+encode (each)"
+    )
 
 
 class RaySection(_Section):

@@ -92,8 +92,8 @@ def _line_kernel(angle: float, length: float) -> np.ndarray:
     k = np.zeros((n, n), np.float32)
     c = (n - 1) / 2.0
     dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
-    p0 = (int(round((c - dx) * 4)), int(round((c - dy) * 4)))
-    p1 = (int(round((c + dx) * 4)), int(round((c + dy) * 4)))
+    p0 = (round((c - dx) * 4), round((c - dy) * 4))
+    p1 = (round((c + dx) * 4), round((c + dy) * 4))
     cv2.line(k, p0, p1, 1.0, 1, lineType=cv2.LINE_AA, shift=2)
     return k / max(float(k.sum()), 1e-6)
 

@@ -1,9 +1,11 @@
 """The transform job's records: manifest rows, Parquet parts, earlier runs, the run summary.
 
-Layout under the output prefix (DESIGN.md §5)::
+Layout under the output prefix ::
 
     OUT/_beardnet/manifest/<run_id>/<part>.parquet   one row per input handled by that run
     OUT/_beardnet/runs/<run_id>.json                 the run summary
+    OUT/_beardnet/state/state.parquet                compacted state (beardnet.infer.state)
+    OUT/_beardnet/tokens/<token>.json                lease tokens taken (fencing)
     OUT/_beardnet/lease.json                         see beardnet.infer.lease
 
 Parts are written per block while the job runs (after that block's images are written), so a
@@ -52,6 +54,8 @@ MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "string"),
     ("run_id", "string"),
     *((t, "float32") for t in TIMING_FIELDS),
+    ("version", "string"),  # the input's ETag (or size:mtime) when it was read
+    ("lease_token", "int64"),  # the fencing token of the run's lease
 )
 
 
@@ -163,8 +167,10 @@ def read_manifest(output_uri: str, *, columns: Sequence[str] | None = None, s3=N
         if not rel.endswith(".parquet"):
             continue
         data = storage.read_bytes(base + "/" + rel, s3=s3)
-        t = pq.read_table(io.BytesIO(data), columns=list(schema.names))
-        tables.append(t.cast(schema))
+        t = pq.read_table(io.BytesIO(data))
+        cols = [t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+                for f in schema]
+        tables.append(pa.Table.from_arrays(cols, schema=schema))
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)
@@ -197,9 +203,16 @@ def aggregate(rows_table) -> dict[str, Any]:
         v = pc.sum(t[col]).as_py() if t.num_rows else 0
         return float(v or 0)
 
+    reasons: dict[str, int] = {}
+    if counts.get("error"):
+        errs = t.filter(pc.equal(t["status"], "error"))["error"].to_pylist()
+        for e in errs:
+            r = error_reason(e)
+            reasons[r] = reasons.get(r, 0) + 1
     return {
         "images": t.num_rows,
         "status": counts,
+        "error_reasons": reasons,
         "faces": int(s("faces")),
         "faces_small": int(s("faces_small")),
         "bytes_in": int(s("bytes_in")),
@@ -208,11 +221,21 @@ def aggregate(rows_table) -> dict[str, Any]:
     }
 
 
+def error_reason(error: str | None) -> str:
+    """The reason code of a manifest ``error`` (``"decode: truncated: ..."`` -> ``truncated``;
+    ``"key: unsafe: ..."`` -> ``unsafe``); the stage when no code follows it."""
+    parts = [p.strip() for p in (error or "").split(":")]
+    if len(parts) >= 3 and parts[1] and " " not in parts[1]:
+        return parts[1]
+    return parts[0] or "unknown"
+
+
 def merge_aggregates(aggs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Sum of :func:`aggregate` results."""
     out: dict[str, Any] = {
         "images": 0,
         "status": {},
+        "error_reasons": {},
         "faces": 0,
         "faces_small": 0,
         "bytes_in": 0,
@@ -224,6 +247,8 @@ def merge_aggregates(aggs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             out[k] += a.get(k, 0)
         for st, n in a.get("status", {}).items():
             out["status"][st] = out["status"].get(st, 0) + n
+        for r, n in a.get("error_reasons", {}).items():
+            out["error_reasons"][r] = out["error_reasons"].get(r, 0) + n
         for f, v in a.get("stage_s", {}).items():
             out["stage_s"][f] = out["stage_s"].get(f, 0.0) + v
     return out

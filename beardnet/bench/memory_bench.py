@@ -1,0 +1,184 @@
+"""Memory of the transform on large photos: peak RSS per worker and object-store spilling.
+
+For each size (12, 24, 48 MP) a folder of JPEGs is generated (one synthetic face scene
+upscaled onto a textured background, each photo its own seed) and the transform job runs over
+it with default settings. Reported per size:
+
+- ``mem_<N>mp_worker_peak_mb``: the largest ``VmHWM`` of a Ray worker running the prepare or
+  finish stage *plus* that of its sandbox child (where the pixels live), i.e. one worker's
+  whole footprint (target for 24 MP: < 1536 MB);
+- ``mem_<N>mp_actor_peak_mb``: the network actor;
+- ``mem_<N>mp_spilled_mb``: bytes Ray spilled from the object store during the run (target 0).
+
+Sizes run in increasing order on the same Ray workers; ``VmHWM`` is a process's lifetime
+peak, so each figure is the peak up to and including that size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import threading
+import time
+from typing import Any, Self
+
+import numpy as np
+
+#: megapixels -> (width, height)
+SIZES: dict[int, tuple[int, int]] = {12: (4000, 3000), 24: (6000, 4000), 48: (8000, 6000)}
+
+
+def make_photo(seed: int, width: int, height: int, quality: int = 90) -> bytes:
+    """One JPEG: a textured background with one synthetic scene (faces) upscaled onto it."""
+    import cv2
+    from PIL import Image
+
+    from beardnet.synth.scenes import render_scene
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(60, 200, (height // 64 + 1, width // 64 + 1, 3), dtype=np.uint8)
+    bg = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    noise = rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
+    bg = np.clip(bg.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    scene = np.asarray(render_scene(seed, size=768, n_faces=2).image, np.uint8)
+    side = int(height * 0.6)
+    sw = int(side * scene.shape[1] / scene.shape[0])
+    big = cv2.resize(scene, (min(sw, width), side), interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (height - big.shape[0]) // 2, (width - big.shape[1]) // 2
+    bg[y0 : y0 + big.shape[0], x0 : x0 + big.shape[1]] = big
+    buf = io.BytesIO()
+    Image.fromarray(bg).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class _Monitor:
+    """Peak RSS (``VmHWM``) of Ray stage workers, network actors and sandbox children."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.interval_s = interval_s
+        self.role: dict[int, str] = {}
+        self.parent: dict[int, int] = {}
+        self.peak_kb: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        from beardnet.bench.faces_bench import _cmdline, _status_kb
+
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            if pid not in self.role:
+                cmd = _cmdline(pid)
+                if "beardnet.infer.sandbox" in cmd:
+                    self.role[pid] = "sandbox"
+                    self.parent[pid] = int(_status_kb(pid, "PPid") or 0)
+                elif cmd.startswith("ray::") and re.search(r"NetworkFn", cmd):
+                    self.role[pid] = "actor"
+                elif cmd.startswith("ray::") and re.search(r"prepare_batch|finish_batch", cmd):
+                    self.role[pid] = "stage"
+                else:
+                    continue
+            kb = _status_kb(pid, "VmHWM")
+            if kb is not None:
+                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self._poll()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._loop, name="mem-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._poll()
+
+    def peaks(self) -> dict[str, float | None]:
+        """``worker`` (stage worker + its sandbox child, the largest pair), ``stage``,
+        ``sandbox``, ``actor`` in MB."""
+        mb = {pid: kb / 1024.0 for pid, kb in self.peak_kb.items()}
+
+        def top(role: str) -> float | None:
+            vals = [v for p, v in mb.items() if self.role.get(p) == role]
+            return max(vals) if vals else None
+
+        pairs = []
+        for pid, v in mb.items():
+            if self.role.get(pid) == "stage":
+                kids = [mb[c] for c, pp in self.parent.items() if pp == pid and c in mb]
+                pairs.append(v + (max(kids) if kids else 0.0))
+        return {"worker": max(pairs) if pairs else None, "stage": top("stage"),
+                "sandbox": top("sandbox"), "actor": top("actor")}
+
+
+def _spilled_mb() -> float | None:
+    """MB spilled by the object store since Ray started (None when Ray does not say)."""
+    try:
+        from ray._private.internal_api import memory_summary
+
+        text = memory_summary(stats_only=True)
+    except Exception:  # noqa: BLE001 - an internal API: the figure is optional
+        return None
+    m = re.search(r"Spilled\s+([\d.]+)\s+MiB", text)
+    return float(m.group(1)) if m else 0.0
+
+
+def run(report: Any, base_uri: str, *, quick: bool, s3: Any = None,
+        model_uri: str | None = None) -> dict[str, Any]:
+    """Generate the folders under ``base_uri``, run the job on each, record the figures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from beardnet import storage
+    from beardnet.bench.transform_bench import ensure_model
+    from beardnet.infer.config import TransformConfig
+    from beardnet.infer.job import run_transform
+
+    n = 3 if quick else 8
+    if model_uri is None:
+        model_uri, _ = ensure_model(base_uri, s3=s3)
+    out: dict[str, Any] = {"photos_per_folder": n}
+    for mp, (w, h) in SIZES.items():
+        folder = storage.join(base_uri, f"mem{mp}")
+        t0 = time.perf_counter()
+
+        def put(i: int, folder: str = folder, w: int = w, h: int = h, mp: int = mp) -> int:
+            data = make_photo(1000 * mp + i, w, h)
+            storage.write_bytes(storage.join(folder, f"{i:03d}.jpg"), data, s3=s3)
+            return len(data)
+
+        with ThreadPoolExecutor(2) as ex:
+            sizes = list(ex.map(put, range(n)))
+        gen_s = time.perf_counter() - t0
+        cfg = TransformConfig.model_validate({
+            "job": {"input": folder, "output": storage.join(base_uri, f"out{mp}"),
+                    "model": model_uri},
+            "ray": {"progress": "off"},
+        })
+        spilled0 = _spilled_mb()
+        with _Monitor() as mon:
+            summary = run_transform(cfg, s3)
+        spilled1 = _spilled_mb()
+        peaks = mon.peaks()
+        spilled = None if spilled0 is None or spilled1 is None else spilled1 - spilled0
+        out[f"{mp}mp"] = {"peaks_mb": peaks, "spilled_mb": spilled, "generate_s": gen_s,
+                          "mean_jpeg_mb": sum(sizes) / len(sizes) / 1e6,
+                          "status": summary.get("status"), "wall_s": summary.get("wall_s")}
+        note = f"{n} photos {w}x{h}, mean JPEG {sum(sizes) / len(sizes) / 1e6:.1f} MB"
+        report.add(f"mem_{mp}mp_worker_peak_mb", peaks["worker"], "MB",
+                   note=note + "; stage worker + its sandbox child"
+                   + ("; target < 1536" if mp == 24 else ""))
+        report.add(f"mem_{mp}mp_actor_peak_mb", peaks["actor"], "MB")
+        report.add(f"mem_{mp}mp_spilled_mb", spilled, "MB", note="object store spilling")
+    report.details["memory"] = out
+    return out
