@@ -180,3 +180,24 @@ def test_target_column_and_self_pairs(tmp_path) -> None:
     assert lonely.pairing_report()["forced_self_pairs"] == 1
     with pytest.raises(ValueError, match="self_pair_share"):
         PairedCropDataset(str(root), size=SIZE, self_pair_share=1.5)
+
+
+def test_extra_crop_sets_join_the_training_set(tmp_path) -> None:
+    """``data.extra_uris``: a second crop set's rows join the first, with absolute image URIs
+    and identities that cannot pair across sets (same names in both sets stay apart)."""
+    from beardnet.config import load_config
+    from beardnet.train.config import TrainConfig
+    from beardnet.train.data import build_training_set
+
+    a, b = make_crops(tmp_path / "a", identities=3), make_crops(tmp_path / "b", identities=2)
+    cfg = load_config(TrainConfig, None, [f"data.uri={a}", f"data.size={SIZE}",
+                                          f"data.extra_uris=[\"{b}\"]", "data.augment=false"])
+    ds, report = build_training_set(cfg, None)
+    assert len(ds) == 5 * 5 and report["source_counts"]["none"] == 5
+    in_b = [str(tmp_path / "b") in u for u in ds._uri]  # manifest rows, URIs made absolute
+    assert sum(in_b) == 10 and all(u.startswith(str(tmp_path)) for u in ds._uri)
+    for i in range(len(ds)):
+        s, t = ds.pair(i)
+        assert in_b[s] == in_b[t]  # never a pair across sets
+    item = ds[(0, len(ds) - 1)]
+    assert item["src"].shape == (3, SIZE, SIZE)

@@ -305,3 +305,17 @@ def test_demo_config() -> None:
     assert cfg.train.total_steps(2) == 40 and cfg.train.checkpoint_every == 20
     local = demo_config("/tmp/x/crops", "/tmp/x/runs/d")
     assert local.run_uri() == "/tmp/x/runs/d"
+
+
+def test_init_from_must_fit_the_network() -> None:
+    """``train.init_from`` starts from a model's weights; a model that does not fit the
+    configured network fails before Ray starts, naming the field."""
+    from beardnet.train.job import check_init
+
+    ok = load_config(TrainConfig, None, ["model.base=24", "train.init_from=default"])
+    check_init(ok, None)
+    bad = load_config(TrainConfig, None, ["model.base=16", "train.init_from=default"])
+    with pytest.raises(ValueError, match="train.init_from: .* does not fit"):
+        check_init(bad, None)
+    with pytest.raises(ValueError, match="train.init_from: no model.json"):
+        check_init(load_config(TrainConfig, None, ["train.init_from=/nonexistent"]), None)

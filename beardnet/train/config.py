@@ -34,6 +34,11 @@ class DataSection(_Section):
     """Training data and the category ratio of acquisition (claim 2a)."""
 
     uri: str = Field("", description="crop set folder or its manifest.parquet (local or s3://)")
+    extra_uris: list[str] = Field(
+        default_factory=list,
+        description="more crop sets (same contract) whose rows join data.uri's, e.g. composite "
+        "real-skin pairs from `beardnet synth --mode composite`",
+    )
     categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     ratio: RatioSpec | None = Field(
         None, description="category ratio of the acquired training set; None = every train row"
@@ -111,6 +116,11 @@ class TrainSection(_Section):
     log_every: int = Field(20, ge=1, description="steps between progress lines")
     resume_from: str | None = Field(
         None, description="checkpoint folder or run folder (URI) to continue from"
+    )
+    init_from: str | None = Field(
+        None,
+        description="model artifact folder (URI; 'default' = the shipped model) whose weights "
+        "start a new run (fine-tuning: optimiser, step and schedule start fresh)",
     )
     fail_at_step: int | None = Field(
         None, ge=1, description="TEST ONLY: rank 1 (or 0 alone) exits once at this step"

@@ -42,6 +42,29 @@ class EpochBatches:
             yield [(epoch, int(i)) for i in batch]
 
 
+def join_crop_sets(sets: list[tuple[str, Any]]) -> Any:
+    """One manifest table from several ``(manifest_uri, table)`` crop sets: image and mask
+    URIs made absolute, the columns all sets share, identities prefixed by the set's number
+    from the second set on (so two sets never pair with each other)."""
+    import pyarrow as pa
+
+    from beardnet.manifest import resolve_uri
+
+    common = [c for c in sets[0][1].column_names if all(c in t.column_names for _, t in sets)]
+    parts = []
+    for n, (uri, t) in enumerate(sets):
+        t = t.select(common)
+        for c in ("uri", "beard_mask_uri", "face_mask_uri"):
+            if c in common:
+                vals = [None if v is None else resolve_uri(uri, v) for v in t.column(c).to_pylist()]
+                t = t.set_column(t.column_names.index(c), c, pa.array(vals, pa.string()))
+        if n:
+            ids = [f"set{n}:{v}" for v in t.column("identity").to_pylist()]
+            t = t.set_column(t.column_names.index("identity"), "identity", pa.array(ids))
+        parts.append(t)
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
 def build_training_set(cfg: Any, s3: Any) -> tuple[Any, dict[str, Any]]:
     """The paired training dataset after category-ratio acquisition, plus a report of the
     acquisition and of self-pairs (same on every rank)."""
@@ -52,6 +75,11 @@ def build_training_set(cfg: Any, s3: Any) -> tuple[Any, dict[str, Any]]:
     cats = cfg.data.cats
     muri = manifest_path(cfg.data.uri)
     table = read_manifest(muri, cats, s3=s3)
+    if cfg.data.extra_uris:
+        table = join_crop_sets([(muri, table)] + [
+            (manifest_path(u), read_manifest(manifest_path(u), cats, s3=s3))
+            for u in cfg.data.extra_uris
+        ])
     split = np.asarray(table.column("split").to_numpy(zero_copy_only=False)) == cfg.data.train_split
     table = table.filter(split)
     if table.num_rows == 0:

@@ -66,7 +66,30 @@ def check_data(cfg: TrainConfig, s3: S3Settings) -> dict[str, Any]:
 
     ds, report = build_training_set(cfg, s3)
     build_sampler(cfg, ds, 0, cfg.scaling.num_workers)
+    if cfg.train.init_from:
+        check_init(cfg, s3)
     return report
+
+
+def check_init(cfg: TrainConfig, s3: S3Settings) -> None:
+    """``train.init_from`` loads and fits the configured network, else ValueError naming it."""
+    from beardnet.model import BeardNet, load
+    from beardnet.model.artifact import ArtifactError
+
+    uri = cfg.train.init_from
+    try:
+        init = load(None if uri == "default" else uri, s3=s3)
+    except ArtifactError as e:
+        raise ValueError(f"train.init_from: {e}") from None
+    net = BeardNet(categories=len(cfg.data.cats), size=cfg.data.size, **cfg.model)
+    try:
+        net.load_state_dict(init.net.state_dict())
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise ValueError(
+            f"train.init_from: {uri} does not fit this config's network (model section, "
+            f"data.size, data.categories): {first}"
+        ) from None
 
 
 def run_training(

@@ -188,6 +188,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if ckpt is None and cfg.train.resume_from:
         ckpt = checkpoint_from_uri(cfg.train.resume_from, s3)
         source = "resume_from"
+    if ckpt is None and cfg.train.init_from:
+        from beardnet.model import load
+
+        init = load(None if cfg.train.init_from == "default" else cfg.train.init_from, s3=s3)
+        net.load_state_dict(init.net.state_dict())
+        if rank == 0:
+            _say(f"[train] weights from {cfg.train.init_from} (model {init.model_id})")
     if ckpt is not None:
         st = load_state(ckpt)
         net.load_state_dict(st["model"])
