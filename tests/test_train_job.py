@@ -319,3 +319,20 @@ def test_init_from_must_fit_the_network() -> None:
         check_init(bad, None)
     with pytest.raises(ValueError, match="train.init_from: no model.json"):
         check_init(load_config(TrainConfig, None, ["train.init_from=/nonexistent"]), None)
+
+
+def test_relative_paths_made_absolute_for_the_workers(tmp_path, monkeypatch) -> None:
+    """Ray Train workers run in their own folders: local relative paths are resolved in the
+    driver; URIs and ``default`` stay as they are."""
+    from beardnet.train.job import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(TrainConfig, None, [
+        "data.uri=data/crops", 'data.extra_uris=["s3://b/comp", "more"]',
+        "train.init_from=default", "train.resume_from=runs/x",
+    ])
+    out = absolute_paths(cfg)
+    assert out.data.uri == str(tmp_path / "data" / "crops")
+    assert out.data.extra_uris == ["s3://b/comp", str(tmp_path / "more")]
+    assert out.train.init_from == "default" and out.train.resume_from == str(tmp_path / "runs/x")
+    assert cfg.data.uri == "data/crops"  # the caller's config is untouched

@@ -167,17 +167,21 @@ def run_ablation(cfg: AblateConfig, log=print) -> dict[str, Any]:
     clf = load_classifier()
     ids = load_identities(data, "test", a.eval_identities or None, size=a.size, s3=s3)
     log(f"[ablate] scoring on {len(ids.identities)} held-out test identities")
-    arms: dict[str, dict[str, Any]] = {}
-    timing: dict[str, float] = {}
     for arm in a.arms:
         if arm not in ARMS:
             raise ValueError(f"ablate.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
-        arms[arm] = {"seeds": []}
-        for seed in a.seeds:
+    arms: dict[str, dict[str, Any]] = {arm: {"seeds": []} for arm in a.arms}
+    timing: dict[str, float] = {}
+    # seeds outer, arms inner: a run stopped part way leaves complete seed rounds to compare,
+    # and the table is rewritten after every round
+    for seed in a.seeds:
+        for arm in a.arms:
             res_uri = storage.join(out, "results", f"{arm}-s{seed}.npz")
             if storage.exists(res_uri, s3=s3):
                 z = np.load(io.BytesIO(storage.read_bytes(res_uri, s3=s3)))
                 arms[arm]["seeds"].append({k: z[k] for k in ablate_stats.METRICS})
+                if "wall_s" in z:
+                    timing[f"{arm}-s{seed}"] = float(z["wall_s"])
                 continue
             tcfg = load_config(TrainConfig, None, _train_sets(a, arm, seed, skew_uri, rows, out))
             t0 = time.time()
@@ -186,12 +190,22 @@ def run_ablation(cfg: AblateConfig, log=print) -> dict[str, Any]:
             if not res.ok:
                 raise RuntimeError(f"ablation arm {arm} seed {seed} failed: {res.error}")
             scores = ablate_stats.score_identities(load(res.model_uri, s3=s3).net, ids, clf)
+            timing[f"{arm}-s{seed}"] = round(time.time() - t0, 1)
             buf = io.BytesIO()
-            np.savez(buf, **scores)
+            np.savez(buf, **scores, wall_s=np.float64(timing[f"{arm}-s{seed}"]))
             storage.write_bytes(res_uri, buf.getvalue(), s3=s3)
             arms[arm]["seeds"].append(scores)
-            timing[f"{arm}-s{seed}"] = round(time.time() - t0, 1)
             log(f"[ablate] {arm} seed {seed}: {timing[f'{arm}-s{seed}']} s")
+        summary = _write_outputs(out, a, arms, ids, source, timing, s3)
+    return summary
+
+
+def _write_outputs(out: str, a: Any, arms: dict[str, dict[str, Any]], ids: Any,
+                   source: dict[str, int], timing: dict[str, float], s3: Any) -> dict[str, Any]:
+    """Write ``ablation.md`` and ``ablation.json`` from the seeds done so far."""
+    from beardnet import storage
+    from beardnet.train import ablate_stats
+
     md = ablate_stats.table(arms, ids.categories, source)
     summary = {
         "config": a.model_dump(),

@@ -59,6 +59,23 @@ def _storage(cfg: TrainConfig, s3: S3Settings) -> tuple[str, Any]:
     return path, None
 
 
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with relative local paths (data, extra sets, init model, resume point) made
+    absolute against this process's folder: Ray Train workers run in folders of their own."""
+    from beardnet import storage
+
+    def fix(uri: str | None) -> str | None:
+        if not uri or uri == "default" or storage.is_s3(uri) or "://" in uri:
+            return uri
+        return os.path.abspath(os.path.expanduser(uri))
+
+    data = cfg.data.model_copy(update={"uri": fix(cfg.data.uri),
+                                       "extra_uris": [fix(u) for u in cfg.data.extra_uris]})
+    train = cfg.train.model_copy(update={"init_from": fix(cfg.train.init_from),
+                                         "resume_from": fix(cfg.train.resume_from)})
+    return cfg.model_copy(update={"data": data, "train": train})
+
+
 def check_data(cfg: TrainConfig, s3: S3Settings) -> dict[str, Any]:
     """Build the training set once in the driver (manifest, acquisition, sampler) so that
     problems show before Ray starts; returns the acquisition report."""
@@ -104,6 +121,7 @@ def run_training(
 
     s3 = s3 or cfg.s3.settings()
     t0 = time.time()
+    cfg = absolute_paths(cfg)
     report = check_data(cfg, s3)
     init_ray(s3=s3)
     storage_path, fs = _storage(cfg, s3)
