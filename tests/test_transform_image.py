@@ -109,7 +109,7 @@ def test_split_api_matches_convenience(locator) -> None:
     import pickle
 
     light = pickle.loads(pickle.dumps(dataclasses.replace(prep, crops=None)))
-    out3, _ = apply(light, edited)
+    out3, _ = apply(light, edited, masks)
     assert out3 == out1  # crops re-cut from the decoded image: the same result
 
 
@@ -216,3 +216,57 @@ def test_random_beardnet_end_to_end(locator) -> None:
     assert np.array_equal(res[~zones], img[~zones])
     # With the network's soft mask (~0.02 at init) the area ratio is small but positive.
     assert 0 < info["beard_area_ratio"] < 0.2
+
+
+class MaskOnly(torch.nn.Module):
+    """Stand-in network: a dark-brown edit under a mask of constant ``level``."""
+
+    def __init__(self, level: float) -> None:
+        super().__init__()
+        self.level = level
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor):
+        brown = torch.tensor([0.25, 0.17, 0.12]).view(1, 3, 1, 1).expand_as(x)
+        m = torch.full_like(x[:, :1], self.level)
+        return m * brown + (1 - m) * x, m
+
+
+def test_additions_are_hair_drawn_where_the_network_puts_the_beard() -> None:
+    """On a real face (public-domain portrait), an addition is drawn as strands at native
+    resolution where the network's mask is, in its colour: the beard zone gains fine texture
+    (not a flat patch), the lips keep their pixels, and a network with no mask adds nothing."""
+    import os
+
+    import cv2
+
+    from beardnet.synth.realface import LIPS_OUTER
+
+    path = os.path.join(os.path.dirname(__file__), "..", "beardnet", "assets", "real_pd",
+                        "grace_hopper.jpg")
+    data = open(path, "rb").read()
+    opts = TransformOptions(style="full_beard")
+    src = decode(data, "g.jpg").image
+    out, info = transform_image(data, "g.jpg", _model(MaskOnly(1.0)), opts)
+    img = decode(out, "g.jpg").image
+    assert info["faces"] == 1
+    prep = prepare(data, "g.jpg", opts)
+    zone = _zones_union(prep, src.shape)
+    face = prep.faces[0]
+    lips = np.zeros(src.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(face.landmarks[list(LIPS_OUTER)]).astype(np.int32)], 1)
+    lips = cv2.erode(lips, np.ones((5, 5), np.uint8)) > 0
+    diff = np.abs(img.astype(int) - src.astype(int)).max(-1)
+    assert (diff[zone & ~lips] > 8).mean() > 0.3  # the beard is there
+    assert np.percentile(diff[lips], 90) <= 3  # lips untouched (JPEG re-encoding aside)
+
+    def dog(a: np.ndarray) -> np.ndarray:
+        g = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return cv2.GaussianBlur(g, (0, 0), 1) - cv2.GaussianBlur(g, (0, 0), 3)
+
+    changed = zone & (diff > 8) & ~lips
+    assert dog(img)[changed].std() > 4.0  # strands, where flat paint measures ~1-2
+    darker = img[changed].astype(float).mean() < src[changed].astype(float).mean() - 10
+    assert darker  # dark hair on lighter skin
+    none_out, _ = transform_image(data, "g.jpg", _model(MaskOnly(0.0)), opts)
+    none_diff = np.abs(decode(none_out, "g.jpg").image.astype(int) - src.astype(int)).max(-1)
+    assert none_diff[zone].mean() < 2.0 and (none_diff[zone] > 8).mean() < 0.01  # re-encode only

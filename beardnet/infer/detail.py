@@ -5,15 +5,16 @@ output back gives the right colour and shape but 128-px detail: additions read a
 person's own beard texture survives under a removal. :func:`paste_face` therefore splits the
 change into two bands:
 
-- **low band**: the network's change (``edited - source``), warped back and feathered inside
-  the beard zone, as before (colour, shading, the outline of the beard);
-- **high band** (only where the face is larger than the crop, ``scale > 1.3`` image pixels per
-  crop pixel), inside the network's own soft edit mask warped back:
+- **additions** on faces with FaceMesh landmarks (the default locator): hair strands drawn at
+  native resolution where the network's soft edit mask is, in the network's colour
+  (:mod:`beardnet.infer.hair`); the network's own low-resolution pixels are not pasted;
+- otherwise a **low band**: the network's change (``edited - source``), warped back and
+  feathered inside the beard zone (colour, shading, the outline of the beard), plus
+- a **high band** (only where the face is larger than the crop, ``scale > 1.3`` image pixels
+  per crop pixel), inside the network's own soft edit mask warped back:
 
-  - additions (any style but ``none``): strands drawn at native resolution: sparse seeds
-    smeared along a hair-flow field (down and outwards along the jaw, outwards from the
-    philtrum for a mustache) by oriented line kernels, strand length and density by style,
-    applied as a multiplicative modulation of the new colour (dark strands, faint highlights);
+  - additions without landmarks (Haar locator): sparse seeds smeared along a hair-flow field
+    by oriented line kernels, applied as a modulation of the new colour;
   - removal (``none``): the photo's own band-pass detail (what remains of the old hair) is
     taken out and replaced by skin grain whose strength is measured on the same face's cheek
     skin, so the result reads as skin, not as a flat patch.
@@ -204,6 +205,18 @@ def paste_face(
     a = alpha[:, :, None]
     orig = image[y0:y1, x0:x1].astype(np.float32)
     delta = back(edited_crop.astype(np.float32) - source_crop.astype(np.float32))
+    if style in STRANDS and face.landmarks is not None and len(face.landmarks) >= 468:
+        # additions: hair drawn at native resolution where the network put the beard
+        from beardnet.infer.hair import draw_added_hair, network_colour
+
+        if mask_crop is not None:
+            guide = back(np.asarray(mask_crop, np.float32).reshape(S, S))
+            colour = network_colour(edited_crop, mask_crop)
+        else:
+            guide = np.clip(np.abs(delta).mean(-1) / 24.0, 0, 1)
+            colour = None
+        draw_added_hair(image, face, style, guide * alpha, (x0, y0, x1, y1), colour, seed)
+        return
     out = orig + a * delta
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))  # crop px per image px
     px_per_crop = 1.0 / max(scale, 1e-9)

@@ -80,8 +80,16 @@ def _roots(
     return uv[:, 0], uv[:, 1]
 
 
-def draw_beard(image: np.ndarray, rf: RealFace, look: BeardLook, rng: np.random.Generator) -> Drawn:
-    """Draw ``look`` onto face ``rf`` of the RGB uint8 ``image`` (see module docstring)."""
+def draw_beard(
+    image: np.ndarray,
+    rf: RealFace,
+    look: BeardLook,
+    rng: np.random.Generator,
+    guide: np.ndarray | None = None,
+) -> Drawn:
+    """Draw ``look`` onto face ``rf`` of the RGB uint8 ``image`` (see module docstring).
+    ``guide`` (float 0..1 over ``rf.roi``, photo pixels) scales the hair density: where a
+    network put the beard (:mod:`beardnet.infer.hair`)."""
     x0, y0, x1, y1 = rf.roi
     w, h = x1 - x0, y1 - y0
     ss = supersample_for(rf.d)
@@ -91,6 +99,9 @@ def draw_beard(image: np.ndarray, rf: RealFace, look: BeardLook, rng: np.random.
     H, W = cv.u.shape
     clip = clip_layers(rf, cv)
     dens = density_field(rf, look, cv, rng) * (clip > 0.5)
+    if guide is not None:
+        dens = dens * cv2.resize(np.asarray(guide, np.float32), (W, H),
+                                 interpolation=cv2.INTER_LINEAR)
     light = cv2.resize(rf.light, (W, H), interpolation=cv2.INTER_LINEAR)
     # under-layer: hair colour with a fine grain, following the density
     grain = _noise(rng, H, W, (max(1, int(0.004 * cv.ppu)), max(2, int(0.02 * cv.ppu))))
@@ -127,7 +138,9 @@ def draw_beard(image: np.ndarray, rf: RealFace, look: BeardLook, rng: np.random.
     col = col * np.power(light, 0.9)[..., None]
     alpha = np.clip(alpha * clip, 0, 1).astype(np.float32)
     sig = max(0.7, 0.03 * cv.ppu)
-    shadow = look.shadow * cv2.GaussianBlur(np.clip(dens, 0, 1) * clip, (0, 0), sig) * (clip > 0)
+    # the shadow fades with the clip (never onto lips or nose, whose clip edge is soft)
+    shadow = look.shadow * cv2.GaussianBlur(np.clip(dens, 0, 1) * clip, (0, 0), sig) \
+        * np.where(clip > 0.05, clip, 0.0)
     a_n = _down(alpha, ss)
     c_n = _down((col * alpha[..., None]).astype(np.float32), ss)
     s_n = _down(shadow.astype(np.float32), ss)

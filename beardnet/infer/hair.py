@@ -1,0 +1,76 @@
+"""Additions at the photo's own resolution: hair strands drawn where the network put the beard.
+
+The network works on a 128 px aligned crop. What it gives for an addition is trusted for *where*
+the beard goes (its soft edit mask) and *what colour* it is (its output inside that mask); what
+it cannot give on a 300-1000 px face is hair. :func:`draw_added_hair` therefore draws the beard
+with the strand renderer of the composite pairs (:func:`beardnet.synth.composite.draw_beard`:
+strands rooted by a density field on the face's own landmarks, following its hair flow, lit by
+its own lighting, clipped off lips, nose and past the jaw), with
+
+- the density multiplied by the network's mask warped back to the photo (no mask, no hair), and
+- the colour taken from the network's output inside its mask (kept darker than the skin).
+
+Deterministic per photo key and face (``seed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from beardnet.faces import Face
+
+#: Mask level at which the network's beard counts as full density.
+GUIDE_FULL = 0.5
+#: Fewest crop pixels of the network's mask needed to read a colour from it.
+MIN_MASK_PIXELS = 12
+
+
+def network_colour(edited_crop: np.ndarray, mask_crop: np.ndarray) -> np.ndarray | None:
+    """Median RGB (0..1) of the network's output where its mask is over 0.5, or None."""
+    m = np.asarray(mask_crop, np.float32).reshape(edited_crop.shape[:2]) > 0.5
+    if int(m.sum()) < MIN_MASK_PIXELS:
+        return None
+    return np.median(edited_crop[m].astype(np.float32), axis=0) / 255.0
+
+
+def draw_added_hair(
+    image: np.ndarray,
+    face: Face,
+    style: str,
+    guide: np.ndarray,
+    guide_box: tuple[int, int, int, int],
+    colour: np.ndarray | None,
+    seed: int,
+) -> None:
+    """Draw ``style`` hair onto ``image`` (uint8 RGB, in place) for ``face``.
+
+    ``guide`` is the network's soft mask in photo pixels over ``guide_box`` (x0, y0, x1, y1);
+    ``colour`` the network's hair colour (RGB 0..1; None: the person's own brow colour)."""
+    from beardnet.synth.composite import draw_beard
+    from beardnet.synth.hairzones import sample_look
+    from beardnet.synth.realface import luminance, measure
+
+    rng = np.random.default_rng(seed)
+    rf = measure(image, face)
+    look = sample_look(rf, style, rng, own_colour=True)
+    if colour is not None:
+        col = np.asarray(colour, np.float64)
+        lim = float(luminance(rf.skin)) * 0.6  # hair reads as hair when darker than skin
+        lum = float(luminance(col))
+        if lum > lim:
+            col = col * lim / max(lum, 1e-4)
+        look = dataclasses.replace(look, colour=np.clip(col, 0.02, 1.0).astype(np.float32))
+    x0, y0, x1, y1 = rf.roi
+    g = np.zeros((y1 - y0, x1 - x0), np.float32)
+    gx0, gy0, gx1, gy1 = guide_box
+    ix0, iy0, ix1, iy1 = max(x0, gx0), max(y0, gy0), min(x1, gx1), min(y1, gy1)
+    if ix1 > ix0 and iy1 > iy0:
+        g[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = guide[iy0 - gy0 : iy1 - gy0,
+                                                              ix0 - gx0 : ix1 - gx0]
+    g = np.clip(g / GUIDE_FULL, 0.0, 1.0)
+    if not g.any():
+        return
+    drawn = draw_beard(image, rf, look, rng, guide=g)
+    image[y0:y1, x0:x1] = drawn.image[y0:y1, x0:x1]
