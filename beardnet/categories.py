@@ -1,4 +1,4 @@
-"""Beard categories (DESIGN.md §2) and the ratio tables that name them (DESIGN.md §3).
+"""Beard categories and the ratio tables that name them.
 
 One definition the rest of the code imports. The order of a :class:`Categories` is the
 model's conditioning index.

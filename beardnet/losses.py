@@ -1,4 +1,4 @@
-"""Area-weighted pixel loss (patent claim 2c, DESIGN.md §4) and the edit-mask BCE.
+"""Area-weighted pixel loss (patent claim 2c) and the edit-mask BCE.
 
 Masks are float tensors ``[B,1,H,W]`` in ``[0,1]``.
 

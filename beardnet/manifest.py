@@ -1,4 +1,4 @@
-"""The training manifest (DESIGN.md §5): a Parquet table, one row per image.
+"""The training manifest: a Parquet table, one row per image.
 
 Columns: ``uri``, ``identity``, ``category``, ``split`` (required, non-null);
 ``beard_mask_uri``, ``face_mask_uri`` (nullable strings), ``face_box`` (nullable list of 4

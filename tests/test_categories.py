@@ -1,4 +1,4 @@
-"""Categories and ratio parsing (DESIGN.md §2-3)."""
+"""Categories and ratio parsing."""
 
 from __future__ import annotations
 

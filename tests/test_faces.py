@@ -288,7 +288,7 @@ def test_haar_fallback_runs() -> None:
     assert haar.locate(np.full((240, 320, 3), 127, np.uint8)) == []
     img, boxes, _ = compose_scene(5, [150, 150, 150], canvas=(300, 520))
     faces = haar.locate(img)
-    # Haar misses many drawn faces (DESIGN.md §9); whatever it finds must be a real face.
+    # Haar misses many drawn faces; whatever it finds must be a real face.
     for f in faces:
         assert f.source == "haar" and f.landmarks is None
         assert max(box_iou(f.box, gt) for gt in boxes) > 0.3

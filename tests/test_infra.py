@@ -524,7 +524,7 @@ def test_transform_config_fits_its_cluster() -> None:
         pods = _worker_cpus(spec["rayClusterSpec"])
         total = sum(c for c, _ in pods)
         actors = cfg.ray.network_actors * cfg.ray.network_num_cpus
-        # DESIGN.md section 8: an actor pool taking every CPU starves the read tasks
+        # an actor pool taking every CPU starves the read tasks
         assert actors + cfg.ray.read_num_cpus + cfg.ray.write_num_cpus <= total, where
         assert actors <= 0.75 * total, f"{where}: leave CPUs for read/locate tasks"
         assert cfg.ray.network_num_cpus <= min(c for c, _ in pods), where

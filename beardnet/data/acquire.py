@@ -1,4 +1,4 @@
-"""Acquisition of a training set by category ratio (patent claim 2a, DESIGN.md §3).
+"""Acquisition of a training set by category ratio (patent claim 2a).
 
 Counts per category follow the ratio exactly up to **largest-remainder rounding**: category
 ``c`` gets ``floor(p_c * T)`` rows, and the ``T - sum(floor)`` rows left over go one each to the

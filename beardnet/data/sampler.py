@@ -1,4 +1,4 @@
-"""Ratio-aware batch sampler (patent claim 2b, DESIGN.md §3).
+"""Ratio-aware batch sampler (patent claim 2b).
 
 Every batch holds the categories in a fixed composition (``per_batch``: category -> count).
 How an epoch is planned (a pure function of ``(seed, epoch, rank, world_size)``):

@@ -4,7 +4,7 @@
   the smallest face to find (:func:`min_face_for`), then FaceMesh (478 points, static image
   mode) on each face's padded crop, scaled so the face is ~``mesh_face_px`` wide.
 - ``haar``: OpenCV's frontal-face Haar cascade; eyes and mouth are estimated from the box.
-  A fallback only: it misses many drawn/bearded faces (see DESIGN.md §9).
+  A fallback only: it misses many drawn/bearded faces.
 
 Every ``Face`` has eye centres and a mouth centre (from the mesh where it ran, else from the
 detector), which is all the aligner needs; ``landmarks`` (478x2, image pixels) is None where no

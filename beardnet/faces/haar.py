@@ -4,7 +4,7 @@ Boxes come from ``haarcascade_frontalface_default.xml`` (shipped inside the Open
 and mouth are not detected: they are placed at fixed fractions of the box, measured from
 MediaPipe's mesh points on the same faces (Haar boxes are square, from mid-forehead to just
 below the mouth). No mesh, so ``landmarks`` is None and regions use the template oval.
-Haar misses many bearded and drawn faces (DESIGN.md §9); prefer MediaPipe.
+Haar misses many bearded and drawn faces; prefer MediaPipe.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Model artifact (DESIGN.md §5): a folder, local or on S3, with ``model.safetensors`` (or a
+"""Model artifact: a folder, local or on S3, with ``model.safetensors`` (or a
 ``weights_only`` torch state dict ``model.pt``) and ``model.json``.
 
 ``model.json`` holds ``architecture`` (class name), ``kwargs`` (constructor arguments),

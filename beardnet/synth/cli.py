@@ -15,7 +15,7 @@ Render synthetic faces and write them with a Parquet manifest to a local folder 
 
 crops:  every identity in every beard style (none, stubble, mustache, goatee, full_beard),
         aligned to the canonical geometry: OUT/images/<identity>/<style>.png, beard and face
-        masks under OUT/masks/, OUT/manifest.parquet (the training manifest, DESIGN.md 5).
+        masks under OUT/masks/, OUT/manifest.parquet (the training manifest).
 scenes: photo-like images with 0-3 faces of varied size/position/style:
         OUT/images/scene_NNNNN.jpg (every 4th .png), OUT/manifest.parquet with each face's
         box [x0,y0,x1,y1], style and landmarks (JSON).

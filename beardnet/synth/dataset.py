@@ -1,6 +1,6 @@
 """Write synthetic datasets to any URI (local folder or ``s3://``), over Ray for large counts.
 
-Crops layout (DESIGN.md §5, the training manifest)::
+Crops layout (the training manifest)::
 
     OUT/manifest.parquet
     OUT/images/<identity>/<category>.png
