@@ -24,7 +24,7 @@ def make_crops(root: Path, identities: int = 6, split_of=lambda i: "train") -> P
 
     rows = []
     for i in range(identities):
-        skin = (60 + 25 * i, 120, 200 - 20 * i)
+        skin = ((60 + 25 * i) % 200, 120, (200 - 20 * i) % 200)
         for k, cat in enumerate(DEFAULT_CATEGORIES):
             img = np.full((SIZE, SIZE, 3), 30, np.uint8)
             face = np.zeros((SIZE, SIZE), np.uint8)
