@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from test_paired import make_crops
 
 from beardnet.train import ablate_stats
 from beardnet.train.ablate import skewed_manifest
-
-from test_paired import make_crops
 
 
 def test_skewed_source_one_target_per_identity(tmp_path) -> None:
