@@ -235,15 +235,13 @@ def test_additions_are_hair_drawn_where_the_network_puts_the_beard() -> None:
     """On a real face (public-domain portrait), an addition is drawn as strands at native
     resolution where the network's mask is, in its colour: the beard zone gains fine texture
     (not a flat patch), the lips keep their pixels, and a network with no mask adds nothing."""
-    import os
-
     import cv2
 
     from beardnet.synth.realface import LIPS_OUTER
 
-    path = os.path.join(os.path.dirname(__file__), "..", "beardnet", "assets", "real_pd",
-                        "grace_hopper.jpg")
-    data = open(path, "rb").read()
+    from pathlib import Path
+
+    data = (Path(__file__).parent.parent / "beardnet/assets/real_pd/grace_hopper.jpg").read_bytes()
     opts = TransformOptions(style="full_beard")
     src = decode(data, "g.jpg").image
     out, info = transform_image(data, "g.jpg", _model(MaskOnly(1.0)), opts)
