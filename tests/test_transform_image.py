@@ -235,11 +235,11 @@ def test_additions_are_hair_drawn_where_the_network_puts_the_beard() -> None:
     """On a real face (public-domain portrait), an addition is drawn as strands at native
     resolution where the network's mask is, in its colour: the beard zone gains fine texture
     (not a flat patch), the lips keep their pixels, and a network with no mask adds nothing."""
+    from pathlib import Path
+
     import cv2
 
     from beardnet.synth.realface import LIPS_OUTER
-
-    from pathlib import Path
 
     data = (Path(__file__).parent.parent / "beardnet/assets/real_pd/grace_hopper.jpg").read_bytes()
     opts = TransformOptions(style="full_beard")
