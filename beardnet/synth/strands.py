@@ -68,10 +68,22 @@ def paint(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lay each group's mask (scaled to ``opacity``) over ``col``/``alpha`` in its colour
     ``colours[group]`` (a colour or an image); returns the new ``(col, alpha)``."""
+    col = np.array(col, dtype=np.result_type(col, np.float32), copy=True)
+    alpha = np.array(alpha, dtype=np.result_type(alpha, np.float32), copy=True)
     for gi, m in masks:
-        a = m.astype(np.float32) * (opacity / 255.0)
+        if blur > 0:  # the blur spreads the mask: work on the whole canvas
+            sl: tuple[slice, ...] = (slice(None), slice(None))
+        else:  # only the group's bounding box changes (a = 0 elsewhere leaves values exact)
+            rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+            if not rows.size:
+                continue
+            sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        a = m[sl].astype(np.float32) * (opacity / 255.0)
         if blur > 0:
             a = cv2.GaussianBlur(a, (0, 0), blur)
-        col = col * (1 - a[..., None]) + colours[gi] * a[..., None]
-        alpha = alpha + a * (1 - alpha)
+        c = np.asarray(colours[gi])
+        if c.ndim == 3:
+            c = c[sl]
+        col[sl] = col[sl] * (1 - a[..., None]) + c * a[..., None]
+        alpha[sl] = alpha[sl] + a * (1 - alpha[sl])
     return col, alpha
