@@ -6,8 +6,9 @@ person's own beard texture survives under a removal. :func:`paste_face` therefor
 change into two bands:
 
 - **additions** on faces with FaceMesh landmarks (the default locator): hair strands drawn at
-  native resolution where the network's soft edit mask is, in the network's colour
-  (:mod:`beardnet.infer.hair`); the network's own low-resolution pixels are not pasted;
+  native resolution where the network darkened the face, in the network's colour
+  (:mod:`beardnet.infer.hair`); where it lightened the face (another style's hair taken
+  away) its change is pasted as in a removal; its darkening itself is not pasted;
 - otherwise a **low band**: the network's change (``edited - source``), warped back and
   feathered inside the beard zone (colour, shading, the outline of the beard), plus
 - a **high band** (only where the face is larger than the crop, ``scale > 1.3`` image pixels
@@ -207,15 +208,19 @@ def paste_face(
     delta = back(edited_crop.astype(np.float32) - source_crop.astype(np.float32))
     if style in STRANDS and face.landmarks is not None and len(face.landmarks) >= 468:
         # additions: hair drawn at native resolution where the network put the beard
-        from beardnet.infer.hair import draw_added_hair, network_colour
+        from beardnet.infer.hair import draw_added_hair, hair_guide, luma, network_colour
 
-        if mask_crop is not None:
-            guide = back(np.asarray(mask_crop, np.float32).reshape(S, S))
-            colour = network_colour(edited_crop, mask_crop)
-        else:
-            guide = np.clip(np.abs(delta).mean(-1) / 24.0, 0, 1)
-            colour = None
-        draw_added_hair(image, face, style, guide * alpha, (x0, y0, x1, y1), colour, seed)
+        px = 1.0 / max(float(np.sqrt(abs(np.linalg.det(M[:, :2])))), 1e-9)  # image px per crop px
+        dl = cv2.GaussianBlur(luma(delta), (0, 0), max(0.5, 0.7 * px))
+        lighten = np.clip(dl / 10.0, 0.0, 1.0) * alpha  # hair of another style taken away
+        out = orig + lighten[:, :, None] * delta
+        res = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        keep = lighten <= 0
+        res[keep] = image[y0:y1, x0:x1][keep]
+        image[y0:y1, x0:x1] = res
+        guide = hair_guide(dl) * alpha
+        colour = network_colour(edited_crop, source_crop)
+        draw_added_hair(image, face, style, guide, (x0, y0, x1, y1), colour, seed)
         return
     out = orig + a * delta
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))  # crop px per image px

@@ -7,8 +7,13 @@ with the strand renderer of the composite pairs (:func:`beardnet.synth.composite
 strands rooted by a density field on the face's own landmarks, following its hair flow, lit by
 its own lighting, clipped off lips, nose and past the jaw), with
 
-- the density multiplied by the network's mask warped back to the photo (no mask, no hair), and
-- the colour taken from the network's output inside its mask (kept darker than the skin).
+- the density following where the network *darkened* the face (its change warped back to the
+  photo: no darkening, no hair; the network's edit mask is where it may edit, not where the
+  hair is), and
+- the colour taken from the network's output where it darkened (kept darker than the skin).
+
+Where the network *lightened* the face (hair of another style taken away, e.g. the cheeks of a
+full beard turned into a goatee) its change is pasted as it is (:mod:`beardnet.infer.detail`).
 
 Deterministic per photo key and face (``seed``).
 """
@@ -21,16 +26,29 @@ import numpy as np
 
 from beardnet.faces import Face
 
-#: Mask level at which the network's beard counts as full density.
-GUIDE_FULL = 0.5
-#: Fewest crop pixels of the network's mask needed to read a colour from it.
-MIN_MASK_PIXELS = 12
+#: Darkening (grey levels) at which the network's change counts as full hair density.
+DARKEN_FULL = 12.0
+#: Fewest darkened crop pixels needed to read a colour from the network's output.
+MIN_HAIR_PIXELS = 12
 
 
-def network_colour(edited_crop: np.ndarray, mask_crop: np.ndarray) -> np.ndarray | None:
-    """Median RGB (0..1) of the network's output where its mask is over 0.5, or None."""
-    m = np.asarray(mask_crop, np.float32).reshape(edited_crop.shape[:2]) > 0.5
-    if int(m.sum()) < MIN_MASK_PIXELS:
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of RGB (any scale, last axis)."""
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def hair_guide(luma_change: np.ndarray) -> np.ndarray:
+    """Hair density 0..1 from the network's change of luma (grey levels, any frame): how much
+    it darkened each pixel, full at :data:`DARKEN_FULL` levels."""
+    return np.clip(-np.asarray(luma_change, np.float32) / DARKEN_FULL, 0.0, 1.0)
+
+
+def network_colour(edited_crop: np.ndarray, source_crop: np.ndarray) -> np.ndarray | None:
+    """Median RGB (0..1) of the network's output where it darkened the crop by at least
+    :data:`DARKEN_FULL` levels, or None."""
+    delta = edited_crop.astype(np.float32) - source_crop.astype(np.float32)
+    m = hair_guide(luma(delta)) >= 1.0
+    if int(m.sum()) < MIN_HAIR_PIXELS:
         return None
     return np.median(edited_crop[m].astype(np.float32), axis=0) / 255.0
 
@@ -46,7 +64,7 @@ def draw_added_hair(
 ) -> None:
     """Draw ``style`` hair onto ``image`` (uint8 RGB, in place) for ``face``.
 
-    ``guide`` is the network's soft mask in photo pixels over ``guide_box`` (x0, y0, x1, y1);
+    ``guide`` is the hair density 0..1 in photo pixels over ``guide_box`` (x0, y0, x1, y1);
     ``colour`` the network's hair colour (RGB 0..1; None: the person's own brow colour)."""
     from beardnet.synth.composite import draw_beard
     from beardnet.synth.hairzones import sample_look
@@ -69,7 +87,7 @@ def draw_added_hair(
     if ix1 > ix0 and iy1 > iy0:
         g[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = guide[iy0 - gy0 : iy1 - gy0,
                                                               ix0 - gx0 : ix1 - gx0]
-    g = np.clip(g / GUIDE_FULL, 0.0, 1.0)
+    g = np.clip(g, 0.0, 1.0)
     if not g.any():
         return
     drawn = draw_beard(image, rf, look, rng, guide=g)
