@@ -321,3 +321,35 @@ def test_train_and_transform_on_a_clean_second_node(cluster, s3, bucket) -> None
     assert written == ok
     assert {rows[k]["network_node"] for k in ok} == {node2}
     assert all(rows[k]["faces"] >= 1 for k in ok)
+
+
+def test_placement_fields_fail_fast_naming_the_field() -> None:
+    """Custom-resource fields: built-in names, empty names and amounts <= 0 are refused at load
+    time, and a resource the cluster lacks is refused before any work starts, each naming its
+    field."""
+    from beardnet.config import ConfigError, load_config
+    from beardnet.infer.config import TransformConfig
+    from beardnet.infer.job import TransformFailed, _check_resources
+    from beardnet.train.config import TrainConfig
+    from beardnet.train.job import check_resources
+
+    for bad, why in (("{CPU: 1}", "not a custom resource"), ("{node2: 0}", "must be > 0"),
+                     ("{'': 1}", "must not be empty")):
+        with pytest.raises(ConfigError, match=rf"scaling.resources_per_worker.*{why}"):
+            load_config(TrainConfig, None, [f"scaling.resources_per_worker={bad}"])
+        for field in ("network_resources", "task_resources"):
+            with pytest.raises(ConfigError, match=rf"ray.{field}.*{why}"):
+                load_config(TransformConfig, None, [f"ray.{field}={bad}"])
+    train = load_config(TrainConfig, None, ["scaling.num_workers=2",
+                                            "scaling.resources_per_worker={node2: 1}"])
+    check_resources(train, {"CPU": 3.0, "node2": 2.0})
+    with pytest.raises(ValueError, match=r"scaling.resources_per_worker: node2=1 x 2 .* has 1"):
+        check_resources(train, {"CPU": 3.0, "node2": 1.0})
+    tcfg = load_config(TransformConfig, None, ["ray.network_actors=2",
+                                               "ray.network_resources={gpu_node: 1}",
+                                               "ray.task_resources={node2: 0.5}"])
+    _check_resources({"gpu_node": 2.0, "node2": 1.0}, tcfg.ray)
+    with pytest.raises(TransformFailed, match=r"ray.network_resources: gpu_node=1 x 2"):
+        _check_resources({"gpu_node": 1.0, "node2": 1.0}, tcfg.ray)
+    with pytest.raises(TransformFailed, match=r"ray.task_resources: node2=0.5"):
+        _check_resources({"gpu_node": 2.0}, tcfg.ray)

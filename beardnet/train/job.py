@@ -109,12 +109,10 @@ def check_init(cfg: TrainConfig, s3: S3Settings) -> None:
         ) from None
 
 
-def check_resources(cfg: TrainConfig) -> None:
-    """``scaling.resources_per_worker`` must exist in the running cluster for every worker, else
-    ValueError naming it (Ray Train would wait for a node that never comes)."""
-    import ray
-
-    cluster = ray.cluster_resources()
+def check_resources(cfg: TrainConfig, cluster: dict[str, float]) -> None:
+    """``scaling.resources_per_worker`` must exist in the cluster (``ray.cluster_resources()``)
+    for every worker, else ValueError naming it (Ray Train would wait for a node that never
+    comes)."""
     n = cfg.scaling.num_workers
     for name, amount in cfg.scaling.resources_per_worker.items():
         have = float(cluster.get(name, 0.0))
@@ -140,7 +138,9 @@ def run_training(
     cfg = absolute_paths(cfg)
     report = check_data(cfg, s3)
     init_ray(s3=s3)
-    check_resources(cfg)
+    import ray
+
+    check_resources(cfg, ray.cluster_resources())
     storage_path, fs = _storage(cfg, s3)
     run_uri = cfg.run_uri()
     if progress is None:
