@@ -78,6 +78,22 @@ class S3Section(StrictModel):
 
 _CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key", "session_token")
 
+#: Ray resources that have their own config fields (CPUs, GPUs, memory), never custom ones.
+_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def check_custom_resources(v: dict[str, float]) -> dict[str, float]:
+    """Custom Ray resources for placement (e.g. ``{"node2": 1}``: only nodes started with
+    ``--resources='{"node2": N}'`` qualify): names non-empty and not built-in, amounts > 0."""
+    for name, amount in v.items():
+        if not name or not name.strip():
+            raise ValueError("resource names must not be empty")
+        if name in _BUILTIN_RESOURCES:
+            raise ValueError(f"{name!r} is not a custom resource (it has its own field)")
+        if not amount > 0:
+            raise ValueError(f"{name!r}: amount must be > 0, got {amount}")
+    return v
+
 
 def read_config_file(path: str) -> dict[str, Any]:
     """Parse a TOML/YAML/JSON config file (local path or any storage URI) into a dict."""

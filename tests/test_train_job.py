@@ -1,6 +1,7 @@
 """The training job: config validation, LR schedule, the shuffle baseline sampler, acquisition
-inside the job, and (slow) 2-worker Ray Train runs on the local S3 with a checkpoint, a worker
-killed mid-run and resumed from the checkpoint, and a finished run continued by pointing at it.
+inside the job, and (slow) a finished run continued by pointing at it. The 2-worker run on S3
+with a checkpoint, a worker killed mid-run and resumed from the checkpoint runs on two Ray nodes
+in test_multinode.py.
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ def test_training_set_acquisition_and_ratio_batches(crops) -> None:
 # --------------------------------------------------------------------------- Ray Train
 
 
-def _cfg(data: str, storage_uri: str, name: str, sets: list[str]) -> TrainConfig:
-    base = [
+def train_sets(data: str, storage_uri: str, name: str, sets: list[str]) -> list[str]:
+    """``--set`` overrides of a tiny 2-worker run (64 px, base 8, 8 batches) plus ``sets``."""
+    return [
         f"data.uri={data}",
         "data.size=64",
         "data.val_samples=10",
@@ -201,71 +203,12 @@ def _cfg(data: str, storage_uri: str, name: str, sets: list[str]) -> TrainConfig
         "run.progress=off",
         "scaling.num_workers=2",
         "scaling.max_failures=1",
+        *sets,
     ]
-    return load_config(TrainConfig, None, base + sets)
 
 
-@pytest.mark.slow
-def test_two_workers_on_s3_checkpoint_kill_and_resume(s3, bucket, ray_session, tmp_path) -> None:
-    """2 workers, data and checkpoints on the local S3; rank 1 dies once at step 3, Ray Train
-    restarts the workers, which resume from the step-2 checkpoint (not step 0) and finish; the
-    model artifact on S3 loads back. Each rank records, from inside the real job, the batch it
-    trained at every step: every batch has the exact composition, the ranks are disjoint in the
-    epoch, and the restarted workers continue at the identical batch stream."""
-    import json
-
-    from beardnet import storage
-    from beardnet.model import load
-    from beardnet.train.data import build_sampler, build_training_set
-    from beardnet.train.job import run_training
-
-    data = render_crops(f"s3://{bucket}/crops", 9, s3=s3.settings)  # 8 train identities
-    marker = tmp_path / "failed-once"
-    record = f"s3://{bucket}/batches"
-    cfg = _cfg(
-        data,
-        f"s3://{bucket}/runs",
-        "kill",
-        ["train.fail_at_step=3", f"train.fail_marker={marker}", f"train.record_batches={record}"],
-    )
-    res = run_training(cfg, s3.settings, progress=False)
-    assert res.ok, res.error
-    assert marker.exists(), "the worker was not killed"
-    assert res.metrics["step"] == 4  # 8 global batches / 2 ranks
-    assert res.metrics["start_step"] == 2, "did not resume from the step-2 checkpoint"
-    assert res.metrics["world_size"] == 2
-    keys = list(storage.list_keys(f"s3://{bucket}/runs/kill/"))
-    assert any(k.startswith("checkpoint_00000004/") and k.endswith("state.pt") for k in keys), keys
-    lm = load(res.model_uri, s3=s3.settings)
-    assert lm.input_size == 64 and lm.meta["training"]["steps"] == 4
-    assert lm.meta["training"]["world_size"] == 2
-    import torch
-
-    x = torch.rand(2, 3, 64, 64)
-    out, mask = lm.net(x, torch.tensor([0, 3]))
-    assert out.shape == x.shape and mask.shape == (2, 1, 64, 64)
-
-    # per-rank truth, recorded inside the job
-    recs: dict[tuple[int, int], list[dict]] = {}
-    for k in storage.list_keys(record + "/"):
-        r = json.loads(storage.read_bytes(storage.join(record, k), s3=s3.settings))
-        r["pid"] = k.rsplit(".", 2)[-2]
-        recs.setdefault((r["rank"], r["step"]), []).append(r)
-    ds, _ = build_training_set(cfg, s3.settings)
-    seen: dict[int, set[int]] = {0: set(), 1: set()}
-    for rank in (0, 1):
-        plan = build_sampler(cfg, ds, rank, 2).plan_epoch(0)
-        for step in (1, 2, 3, 4):
-            attempts = recs.get((rank, step))
-            assert attempts, f"rank {rank} recorded no batch for step {step}"
-            for a in attempts:  # every attempt at a step (before and after the kill) agrees
-                assert a["index"] == plan[step - 1].tolist(), (rank, step, a)
-                assert sorted(a["style"]) == [0, 1, 2, 3, 4]  # one of each style
-                assert a["epoch"] == 0
-            seen[rank].update(attempts[0]["index"])
-        pids = {a["pid"] for st in (1, 2, 3, 4) for a in recs[(rank, st)]}
-        assert len(pids) >= 2, f"rank {rank}: no restarted worker recorded a batch"
-    assert not seen[0] & seen[1], "ranks shared rows within the epoch"
+def _cfg(data: str, storage_uri: str, name: str, sets: list[str]) -> TrainConfig:
+    return load_config(TrainConfig, None, train_sets(data, storage_uri, name, sets))
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ Sections (TOML tables or YAML mappings); an unknown key is an error naming its p
   bombs), face locator, feathering of the paste-back.
 - ``ray``: the pipeline's parallelism: CPUs per read/locate task, network actors and their CPUs,
   crops per network batch (also photos per actor call, and so rows per manifest part), keys per
-  input block, progress bar.
+  input block, progress bar, custom Ray resources placing the actors and tasks on chosen nodes.
 - ``s3``: endpoint, region, profile, server-side encryption (fall back to the ``AWS_*``
   environment; credentials come from the AWS credential chain, never from here).
 
@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from beardnet.config import S3Section
+from beardnet.config import S3Section, check_custom_resources
 from beardnet.infer.keys import normalize_extensions
 
 #: Everything the codec can write back in the same format.
@@ -122,6 +122,20 @@ class RaySection(_Section):
     progress: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: a progress bar on a terminal, none when CI is set"
     )
+    network_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each network actor needs (placement, e.g. {gpu_node "
+        "= 1} puts the actors only on nodes started with --resources='{\"gpu_node\": N}')",
+    )
+    task_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each read/locate and paste/write task needs",
+    )
+
+    @field_validator("network_resources", "task_resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_custom_resources(v)
 
 
 class TransformConfig(_Section):

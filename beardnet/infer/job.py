@@ -304,6 +304,7 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
             "pool would starve the read and write tasks and the pipeline would hang",
             EXIT_CONFIG,
         )
+    _check_resources(ray.cluster_resources(), r)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = _progress_enabled(r.progress)
     ctx.verbose_progress = False
@@ -326,6 +327,7 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
         batch_format="pyarrow",
         batch_size=r.read_batch_size,
         num_cpus=r.read_num_cpus,
+        resources=r.task_resources or None,
         udf_modifying_row_count=False,
     )
     ds = ds.map_batches(
@@ -337,6 +339,7 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
         batch_format="pyarrow",
         batch_size=r.network_batch_size,
         num_cpus=r.network_num_cpus,
+        resources=r.network_resources or None,
         compute=ActorPoolStrategy(size=r.network_actors),
         udf_modifying_row_count=False,
     )
@@ -347,13 +350,32 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=r.write_num_cpus,
+        resources=r.task_resources or None,
         udf_modifying_row_count=False,
     )
     sink = manifest_sink(cfg.job.output, run_id, s3, token, guard)
-    # same CPUs as the finish step, so Ray Data fuses them: objects, then their manifest part,
-    # in one task
-    ds.write_datasink(sink, ray_remote_args={"num_cpus": r.write_num_cpus})
+    # same CPUs and resources as the finish step, so Ray Data fuses them: objects, then their
+    # manifest part, in one task
+    sink_args: dict[str, Any] = {"num_cpus": r.write_num_cpus}
+    if r.task_resources:
+        sink_args["resources"] = dict(r.task_resources)
+    ds.write_datasink(sink, ray_remote_args=sink_args)
     return sink.aggregates
+
+
+def _check_resources(cluster: dict[str, float], r: Any) -> None:
+    """Custom resources the config asks for must exist in the cluster (else Ray waits for a
+    node that never comes: the run would hang)."""
+    for field, need, count in (("ray.network_resources", r.network_resources, r.network_actors),
+                               ("ray.task_resources", r.task_resources, 1)):
+        for name, amount in need.items():
+            have = float(cluster.get(name, 0.0))
+            if have + 1e-9 < amount * count:
+                raise TransformFailed(
+                    f"{field}: {name}={amount:g} x {count} but the cluster has {have:g} of "
+                    f"{name!r} (start a node with --resources='{{\"{name}\": N}}')",
+                    EXIT_CONFIG,
+                )
 
 
 def demo_transform(

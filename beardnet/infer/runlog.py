@@ -56,6 +56,7 @@ MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     *((t, "float32") for t in TIMING_FIELDS),
     ("version", "string"),  # the input's ETag (or size:mtime) when it was read
     ("lease_token", "int64"),  # the fencing token of the run's lease
+    ("network_node", "string"),  # Ray node id of the network actor that edited the faces
 )
 
 

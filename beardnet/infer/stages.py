@@ -177,6 +177,16 @@ def prepare_batch(batch, **kwargs):
     return PrepareFn(**kwargs)(batch)
 
 
+def _node_id() -> str | None:
+    """This process's Ray node id (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - not in a Ray worker
+        return None
+
+
 class NetworkFn:
     """The network in an actor: model loaded once; crops batched across photos."""
 
@@ -190,6 +200,7 @@ class NetworkFn:
         self.model = load(model_uri, s3=s3)
         self.size = int(self.model.input_size)
         self.batch_size = batch_size
+        self.node = _node_id()
         log.info("network actor: model %s loaded in %.2fs", self.model.model_id,
                  time.perf_counter() - t0)
 
@@ -243,9 +254,12 @@ class NetworkFn:
                         _err(row, "network", exc)
                         status[i], errors[i] = row["status"], row["error"]
                     net_s[i] = time.perf_counter() - t1
+        node = batch.column("network_node").to_pylist()
+        for i in todo:
+            node[i] = self.node
         schema = work_schema()
         for name, values in (("edited", edited), ("masks", masks), ("status", status),
-                             ("error", errors), ("network_s", net_s)):
+                             ("error", errors), ("network_s", net_s), ("network_node", node)):
             idx = batch.schema.get_field_index(name)
             batch = batch.set_column(idx, schema.field(name), pa.array(values, schema.field(name).type))
         return batch

@@ -9,7 +9,8 @@ Sections (TOML tables or YAML mappings), every unknown key is an error naming it
   area-ratio weighting (claim 2c) on or off.
 - ``train``: the **sampling ratio** of every batch (``per_batch``, claim 2b), batches per epoch,
   epochs or total steps, optimiser, schedule, EMA, checkpoints, seed, resume.
-- ``scaling``: Ray Train workers, CPUs per worker, GPU, failures tolerated.
+- ``scaling``: Ray Train workers, CPUs per worker, GPU, failures tolerated, custom resources
+  per worker (placement on chosen nodes).
 - ``run``: where the run folder lives (local path or ``s3://``) and its name.
 - ``s3``: endpoint and keys (fall back to the ``AWS_*`` environment).
 """
@@ -21,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from beardnet.categories import DEFAULT_CATEGORIES, Categories, RatioError, parse_ratio
-from beardnet.config import S3Section, StrictModel
+from beardnet.config import S3Section, StrictModel, check_custom_resources
 
 RatioSpec = str | dict[str, float] | list[float]
 
@@ -125,7 +126,9 @@ class TrainSection(_Section):
     fail_at_step: int | None = Field(
         None, ge=1, description="TEST ONLY: rank 1 (or 0 alone) exits once at this step"
     )
-    fail_marker: str | None = Field(None, description="TEST ONLY: file that makes the fail one-off")
+    fail_marker: str | None = Field(
+        None, description="TEST ONLY: file or s3:// object that makes the fail one-off"
+    )
     record_batches: str | None = Field(
         None, description="diagnostics: folder/URI where every rank records each batch it trains"
     )
@@ -177,6 +180,16 @@ class ScalingSection(_Section):
     cpus_per_worker: int = Field(1, ge=1, description="also torch threads per worker")
     use_gpu: bool = False
     max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1 = any)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each worker needs besides its CPUs (placement, e.g. "
+        "{node2 = 1} puts workers only on nodes started with --resources='{\"node2\": N}')",
+    )
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_custom_resources(v)
 
 
 class RunSection(_Section):

@@ -185,10 +185,20 @@ def val_pairs(cfg: Any, s3: Any) -> Any:
         return None
 
 
+def _node_id() -> str | None:
+    """This worker's Ray node id (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - not in a Ray worker
+        return None
+
+
 def record_batch(uri: str, rank: int, step: int, batch: dict[str, Any], s3: Any) -> None:
-    """Diagnostics: write the indices, styles and epoch of the batch this rank trained on at
-    ``step`` to ``URI/rank<r>/<step>.<pid>.json`` (one object per attempt, so a step trained
-    twice around a restart shows both)."""
+    """Diagnostics: write the indices, styles, epoch and Ray node id of the batch this rank
+    trained on at ``step`` to ``URI/rank<r>/<step>.<pid>.json`` (one object per attempt, so a
+    step trained twice around a restart shows both)."""
     import json
     import os
 
@@ -200,6 +210,7 @@ def record_batch(uri: str, rank: int, step: int, batch: dict[str, Any], s3: Any)
         "epoch": int(batch["epoch"][0]),
         "index": [int(v) for v in batch["index"]],
         "style": [int(v) for v in batch["style"]],
+        "node_id": _node_id(),
     }
     name = storage.join(uri, f"rank{rank}", f"{step:08d}.{os.getpid()}.json")
     storage.write_bytes(name, json.dumps(body).encode(), s3=s3)

@@ -109,6 +109,20 @@ def check_init(cfg: TrainConfig, s3: S3Settings) -> None:
         ) from None
 
 
+def check_resources(cfg: TrainConfig, cluster: dict[str, float]) -> None:
+    """``scaling.resources_per_worker`` must exist in the cluster (``ray.cluster_resources()``)
+    for every worker, else ValueError naming it (Ray Train would wait for a node that never
+    comes)."""
+    n = cfg.scaling.num_workers
+    for name, amount in cfg.scaling.resources_per_worker.items():
+        have = float(cluster.get(name, 0.0))
+        if have + 1e-9 < amount * n:
+            raise ValueError(
+                f"scaling.resources_per_worker: {name}={amount:g} x {n} workers but the "
+                f"cluster has {have:g} of {name!r}"
+            )
+
+
 def run_training(
     cfg: TrainConfig, s3: S3Settings | None = None, progress: bool | None = None
 ) -> TrainResult:
@@ -124,6 +138,9 @@ def run_training(
     cfg = absolute_paths(cfg)
     report = check_data(cfg, s3)
     init_ray(s3=s3)
+    import ray
+
+    check_resources(cfg, ray.cluster_resources())
     storage_path, fs = _storage(cfg, s3)
     run_uri = cfg.run_uri()
     if progress is None:
@@ -135,7 +152,9 @@ def run_training(
         scaling_config=ScalingConfig(
             num_workers=cfg.scaling.num_workers,
             use_gpu=cfg.scaling.use_gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
+            resources_per_worker={
+                "CPU": cfg.scaling.cpus_per_worker, **cfg.scaling.resources_per_worker
+            },
         ),
         run_config=RunConfig(
             name=cfg.run.name,

@@ -109,9 +109,13 @@ class _Progress:
         )
 
 
-def _maybe_fail(cfg: Any, rank: int, world: int, step: int) -> None:
+def _maybe_fail(cfg: Any, rank: int, world: int, step: int, s3: Any = None) -> None:
     """TEST ONLY (``train.fail_at_step``): rank 1 (or 0 alone) dies once, after Ray Train's
-    controller has collected the last checkpoint, as a real crash mid-step would."""
+    controller has collected the last checkpoint, as a real crash mid-step would. The marker
+    that makes it one-off (``train.fail_marker``) is a local file or an ``s3://`` object (the
+    one to use when workers run on other nodes)."""
+    from beardnet import storage
+
     if cfg.train.fail_at_step is None or rank != (1 if world > 1 else 0):
         return
     if step + 1 != cfg.train.fail_at_step:
@@ -119,9 +123,9 @@ def _maybe_fail(cfg: Any, rank: int, world: int, step: int) -> None:
     marker = cfg.train.fail_marker or os.path.join(
         tempfile.gettempdir(), f"beardnet-fail-{cfg.run.name}"
     )
-    if os.path.exists(marker):
+    if storage.exists(marker, s3=s3):
         return
-    open(marker, "w").close()
+    storage.write_bytes(marker, b"", s3=s3)
     time.sleep(5)  # the controller polls every rank's report every 2 s
     _say(f"[train] TEST: rank {rank} exits at step {step + 1}")
     os._exit(1)
@@ -244,7 +248,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         t_epoch = time.time()
         model.train()
         for batch in loader:
-            _maybe_fail(cfg, rank, world, step)
+            _maybe_fail(cfg, rank, world, step, s3)
             if cfg.train.record_batches:
                 record_batch(cfg.train.record_batches, rank, step + 1, batch, s3)
             lr_now = cfg.train.lr * lr_factor(
