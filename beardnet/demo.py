@@ -15,9 +15,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from beardnet.storage import S3Settings, exported_env
+
+#: Public-domain portraits shipped with the package (sources in real_pd/SOURCES.md).
+REAL_PD = Path(__file__).resolve().parent / "assets" / "real_pd"
 
 DESCRIPTION = (
     "Start a local S3 server and run the whole pipeline on built-in defaults: render paired "
@@ -103,8 +107,13 @@ def step_synth_scenes(ctx: DemoContext) -> None:
     bad = _bad_files()
     for key, data in bad.items():
         storage.write_bytes(storage.join(out, "images", key), data, s3=ctx.s3)
+    real = sorted(p.name for p in REAL_PD.iterdir() if p.suffix in (".jpg", ".png"))
+    for name in real:  # two public-domain portraits: real faces next to the renderer's
+        storage.write_bytes(storage.join(out, "images", "real_pd", name),
+                            (REAL_PD / name).read_bytes(), s3=ctx.s3)
     ctx.results["scenes"] = {"uri": out, "images": f"{out}/images/",
                              "count": summary["scenes"], "faces": summary["faces"],
+                             "real_photos": [f"real_pd/{n}" for n in real],
                              "bad_files": sorted(bad)}
 
 
@@ -131,6 +140,7 @@ def step_transform_sheet(ctx: DemoContext) -> None:
     import pyarrow.parquet as pq
 
     from beardnet import storage
+    from beardnet.faces import locate
     from beardnet.infer.codec import decode
     from beardnet.sheets import contact_sheet, encode_png
     from beardnet.synth.dataset import read_scene_faces
@@ -140,6 +150,20 @@ def step_transform_sheet(ctx: DemoContext) -> None:
     raw = storage.read_bytes(storage.join(photos, "manifest.parquet"), s3=ctx.s3)
     table = pq.read_table(io.BytesIO(raw)).to_pylist()
     rows, labels = [], []
+    for rel in ctx.results["scenes"].get("real_photos", []):  # real faces first
+        try:
+            before = decode(storage.read_bytes(storage.join(photos, "images", rel), s3=ctx.s3),
+                            rel).image
+            after = decode(storage.read_bytes(storage.join(out, rel), s3=ctx.s3), rel).image
+            face = max(locate(before), key=lambda f: f.size)
+        except Exception as e:  # noqa: BLE001 - recorded by the job; the sheet goes on
+            print(f"   (sheet: skipped {rel}: {e})", flush=True)
+            continue
+        x0, y0, x1, y1 = (float(v) for v in face.box)
+        m = 0.25 * (x1 - x0)
+        ys, xs = slice(max(0, int(y0 - m)), int(y1 + m)), slice(max(0, int(x0 - m)), int(x1 + m))
+        rows.append([before, after, before[ys, xs], after[ys, xs]])
+        labels.append(rel.split("/")[-1][:14])
     for row in table:
         faces = read_scene_faces(row["faces"])
         big = [f for f in faces if (f["box"][2] - f["box"][0]) >= 60]
@@ -160,7 +184,7 @@ def step_transform_sheet(ctx: DemoContext) -> None:
         xs = slice(max(0, int(x0 - m)), int(x1 + m))
         rows.append([before, after, before[ys, xs], after[ys, xs]])
         labels.append(f"{rel[:14]}")
-        if len(rows) >= ctx.args.sheet_rows:
+        if len(rows) >= ctx.args.sheet_rows + len(ctx.results["scenes"].get("real_photos", [])):
             break
     if not rows:
         ctx.results["transform"]["contact_sheet"] = None
