@@ -301,7 +301,9 @@ def test_outputs_keep_keys_and_formats(archive) -> None:
     src = decode(storage.read_bytes(archive["in"] + "ünïcødé/写真 1.png", s3=st)).image
     dst = decode(storage.read_bytes(archive["out"] + "ünïcødé/写真 1.png", s3=st)).image
     assert np.array_equal(src[:, 128:], dst[:, 128:])
-    assert not np.array_equal(src, dst)
+    rows = {r["key"]: r for r in runlog.read_manifest(archive["out"], s3=st).to_pylist()}
+    # the face was found and pasted (this random network may change it by less than a level)
+    assert rows["ünïcødé/写真 1.png"]["faces"] == 1 and rows["ünïcødé/写真 1.png"]["status"] == "ok"
 
 
 @pytest.mark.slow
