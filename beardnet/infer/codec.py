@@ -147,20 +147,26 @@ def _read_16bit_png(data: bytes) -> np.ndarray | None:
     return arr8
 
 
-def image_size(data: bytes, key: str = "") -> tuple[int, int]:
-    """``(width, height)`` from the header alone (as stored, before EXIF orientation); raises
-    BadImage (``empty``, ``not_an_image``, ``corrupt``) without decoding any pixel."""
+def _open(data: bytes, key: str) -> Image.Image:
+    """``Image.open`` on the bytes (header only), failures as BadImage (``empty``,
+    ``too_large``, ``not_an_image``, ``corrupt``)."""
     if data is None or len(data) == 0:
         raise BadImage("empty", "the object has zero bytes", key)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return int(img.size[0]), int(img.size[1])
+        return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise BadImage("too_large", str(e), key) from None
     except Image.UnidentifiedImageError:
         raise BadImage("not_an_image", "no image format recognised", key) from None
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise BadImage("corrupt", f"header unreadable: {e}", key) from None
+
+
+def image_size(data: bytes, key: str = "") -> tuple[int, int]:
+    """``(width, height)`` from the header alone (as stored, before EXIF orientation); raises
+    BadImage (``empty``, ``not_an_image``, ``corrupt``) without decoding any pixel."""
+    with _open(data, key) as img:
+        return int(img.size[0]), int(img.size[1])
 
 
 def decode(
@@ -173,18 +179,9 @@ def decode(
     area resize after decoding. ``full_size`` keeps the full size; the pixel limit is always
     checked against the full size, from the header.
     """
-    if data is None or len(data) == 0:
-        raise BadImage("empty", "the object has zero bytes", key)
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone changed the global: truncation must be an error
         ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise BadImage("too_large", str(e), key) from None
-    except Image.UnidentifiedImageError:
-        raise BadImage("not_an_image", "no image format recognised", key) from None
-    except (OSError, SyntaxError, ValueError, struct.error) as e:
-        raise BadImage("corrupt", f"header unreadable: {e}", key) from None
+    img = _open(data, key)
     fmt = FORMATS.get(img.format or "")
     if fmt is None:
         raise BadImage("unsupported", f"format {img.format} is not supported", key)
