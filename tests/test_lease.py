@@ -195,3 +195,16 @@ def test_lost_lease_stops_writes_within_the_bound(s3, bucket, tmp_path, how) -> 
     assert max(got["writes"]) <= lost_at + ttl / 3, (max(got["writes"]) - lost_at, got["lost"])
     if how == "stolen":
         assert "thief" in got["lost"]
+
+
+def test_token_grows_across_release_and_recreate_in_the_same_instant(tmp_path) -> None:
+    """A released lease is deleted; re-creating it at once must still give a larger token
+    (a millisecond clock used to hand out the same one)."""
+    out = str(tmp_path / "out")
+    tokens = []
+    for i in range(50):
+        lease = Lease(out, f"run-{i}", ttl_s=60)
+        lease.acquire()
+        tokens.append(lease.token)
+        lease.release()
+    assert all(b > a for a, b in zip(tokens, tokens[1:]))

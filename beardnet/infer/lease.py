@@ -15,7 +15,8 @@ before each write: it passes only until :meth:`Lease.valid_until`, which is the 
 last successful renewal plus ``ttl/3``. Whoever takes the lease over did so after that renewal
 reached the store, so **no write starts later than ttl/3 after the lease was lost** (stolen, or
 expired: expiry is ``ttl`` after that renewal). :attr:`Lease.token` is a fencing token that grows
-across successive holders (``max(previous + 1, now in ms)``); a run writes it into its manifest
+across successive holders (``max(previous + 1, now in µs, last token this process saw + 1)``:
+strictly larger even when a released (deleted) lease is re-created at once); a run writes it into its manifest
 parts and summary so readers can tell whose they are.
 
 At :meth:`Lease.acquire` the store is probed (:func:`probe_conditional_writes`): a store that
@@ -121,6 +122,19 @@ class StoreSupport:
 
 
 _probed: dict[tuple[str, str], StoreSupport] = {}
+
+
+_last_token = 0
+_token_lock = threading.Lock()
+
+
+def _next_token(prev: int, now: float) -> int:
+    """A fencing token above ``prev``, above every token this process handed out, and at least
+    the time in microseconds (so successive holders in different processes grow too)."""
+    global _last_token
+    with _token_lock:
+        _last_token = max(prev + 1, _last_token + 1, int(now * 1e6))
+        return _last_token
 
 
 def probe_conditional_writes(output_uri: str, s3: Any = None) -> StoreSupport:
@@ -273,7 +287,7 @@ class Lease:
         self._delete_ok = support.conditional_delete
         for _ in range(3):
             sent = time.time()
-            info = self._record(max(1, int(sent * 1000)), sent + self.ttl_s)
+            info = self._record(_next_token(0, sent), sent + self.ttl_s)
             try:
                 etag = storage.put_conditional(self.uri, info.to_json(), if_none_match=True,
                                                s3=self.s3)
@@ -295,7 +309,7 @@ class Lease:
                 log.warning("taking over an expired lease: %s", cur.describe())
             sent = time.time()
             prev = cur.token if cur is not None else 0
-            info = self._record(max(prev + 1, int(sent * 1000)), sent + self.ttl_s)
+            info = self._record(_next_token(prev, sent), sent + self.ttl_s)
             try:
                 etag = storage.put_conditional(self.uri, info.to_json(), if_match=etag,
                                                s3=self.s3)
