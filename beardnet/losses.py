@@ -86,3 +86,14 @@ def region_l1(pred: torch.Tensor, target: torch.Tensor, region: torch.Tensor) ->
     if den <= 0:
         return pred.new_zeros(())
     return ((pred - target).abs() * w).sum() / den
+
+
+def local_detail_energy(x: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Local RMS of the fine detail of ``x`` ``[B,C,H,W]``: ``x`` minus its 3x3 mean, squared,
+    averaged over ``k x k`` windows, square-rooted. Hair reads as a high value; a smear as a
+    low one, wherever the strands are (the statistic does not care which pixel holds one)."""
+    import torch.nn.functional as F
+
+    hp = x - F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    e = F.avg_pool2d(hp * hp, k, stride=1, padding=k // 2, count_include_pad=False)
+    return torch.sqrt(e + 1e-6)

@@ -191,3 +191,28 @@ def test_eval_cli_on_random_model(tmp_path) -> None:
     sheet = cv2.imread(str(tmp_path / "out" / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 3 * 64 and sheet.shape[1] > 6 * 64
     assert m["quality_bars"]["style_accuracy_90"] is False
+
+
+def test_beard_detail_ratio_tells_a_smear_from_hair() -> None:
+    """beard_detail: output / target detail in the beard region; a flat smear of the target's
+    mean colour scores near 0, the target itself 1, a brighter-contrast copy above 1."""
+    rng = np.random.default_rng(0)
+    n, h = 2, 32
+    tgt = np.full((n, h, h, 3), 0.6, np.float32)
+    hair = (rng.random((n, h, h)) > 0.5).astype(np.float32) * 0.3
+    beard = np.zeros((n, h, h), bool)
+    beard[:, 12:28, 6:26] = True
+    tgt[beard] -= hair[beard][:, None]
+    smear = tgt.copy()
+    smear[beard] = tgt[beard].mean(0)
+    contrast = tgt.copy()
+    contrast[beard] = 0.6 + 1.5 * (tgt[beard] - 0.6)
+    none_beard = np.zeros_like(beard)
+    results = []
+    for out in (tgt, smear, contrast):
+        sm = StyleMetrics(STYLES, margin=0)
+        sm.add([3, 3], out, tgt, none_beard, beard)
+        results.append(sm.result()["goatee"]["beard_detail"])
+    same, flat, strong = results
+    assert same == pytest.approx(1.0)
+    assert flat < 0.5 and 1.3 < strong < 1.7  # (the flat patch keeps its edge)

@@ -7,7 +7,10 @@ For a sample (source image, target style t, ground-truth target image, model out
   (edge pixels of a hair boundary belong to neither; ``margin=0`` uses the exact complement);
 - **beard PSNR / L1**: output vs ground truth inside the beard region;
 - **outside PSNR**: output vs ground truth outside it (identity and background kept);
-- **style accuracy**: share of outputs the style classifier assigns to ``t``.
+- **style accuracy**: share of outputs the style classifier assigns to ``t``;
+- **beard detail**: how much fine detail the output carries in the beard region against the
+  ground truth: std of a difference of Gaussians (sigma 1 minus sigma 3, grey) over the region,
+  output / target, pooled per style (1 = as much hair texture as the target; a smear < 1).
 
 PSNR is pooled per style: the squared error is summed over every region pixel (all channels) of
 every sample of that style, divided by the pixel count, then ``10 log10(1 / mse)`` for images in
@@ -75,6 +78,18 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
+def _dog_grey(x: np.ndarray) -> np.ndarray:
+    """Difference of Gaussians (sigma 1 - sigma 3) of the grey of ``x`` [B,H,W,C] in [0,1],
+    in grey levels (0..255)."""
+    import cv2
+
+    g = x[..., :3].mean(-1) * 255.0 if x.shape[-1] >= 3 else x[..., 0] * 255.0
+    out = np.empty_like(g)
+    for i in range(g.shape[0]):
+        out[i] = cv2.GaussianBlur(g[i], (0, 0), 1.0) - cv2.GaussianBlur(g[i], (0, 0), 3.0)
+    return out
+
+
 def regions(src_beard: Any, tgt_beard: Any, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(beard region, outside region) as bool [B,H,W]: union of masks, and its complement
     less a ``margin``-pixel band."""
@@ -106,6 +121,8 @@ class _Acc:
     beard_n: int = 0
     out_sse: float = 0.0
     out_n: int = 0
+    detail_out: float = 0.0
+    detail_tgt: float = 0.0
     correct: int = 0
     classified: int = 0
     samples: int = 0
@@ -139,6 +156,7 @@ class StyleMetrics:
         err2 = ((out - tgt) ** 2).sum(-1)
         err1 = np.abs(out - tgt).sum(-1)
         c = out.shape[-1]
+        dog_out, dog_tgt = _dog_grey(out), _dog_grey(tgt)
         ts = np.asarray(target_style).reshape(-1)
         ps = None if predicted_style is None else np.asarray(predicted_style).reshape(-1)
         for i, t in enumerate(ts):
@@ -147,6 +165,9 @@ class StyleMetrics:
             a.beard_sse += float(err2[i][beard[i]].sum())
             a.beard_abs += float(err1[i][beard[i]].sum())
             a.beard_n += int(beard[i].sum()) * c
+            if beard[i].sum() >= 4:
+                a.detail_out += float(dog_out[i][beard[i]].std())
+                a.detail_tgt += float(dog_tgt[i][beard[i]].std())
             a.out_sse += float(err2[i][outside[i]].sum())
             a.out_n += int(outside[i].sum()) * c
             if ps is not None:
@@ -154,13 +175,15 @@ class StyleMetrics:
                 a.correct += int(ps[i] == t)
 
     def result(self) -> dict[str, dict[str, float | int | None]]:
-        """``{style: {style_accuracy, beard_psnr, beard_l1, outside_psnr, samples}}``."""
+        """``{style: {style_accuracy, beard_psnr, beard_l1, beard_detail, outside_psnr,
+        samples}}``."""
         res: dict[str, dict[str, float | int | None]] = {}
         for s, a in self._acc.items():
             res[s] = {
                 "style_accuracy": (a.correct / a.classified) if a.classified else None,
                 "beard_psnr": psnr_from_mse(a.beard_sse / a.beard_n) if a.beard_n else None,
                 "beard_l1": (a.beard_abs / a.beard_n) if a.beard_n else None,
+                "beard_detail": (a.detail_out / a.detail_tgt) if a.detail_tgt > 0 else None,
                 "outside_psnr": psnr_from_mse(a.out_sse / a.out_n) if a.out_n else None,
                 "samples": a.samples,
             }
@@ -181,8 +204,9 @@ def markdown_table(per_style: dict[str, dict[str, Any]], title: str | None = Non
     """A Markdown table of the per-style figures."""
     lines = [f"**{title}**", ""] if title else []
     lines += [
-        "| target style | style acc. | beard PSNR (dB) | beard L1 | outside PSNR (dB) | n |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target style | style acc. | beard PSNR (dB) | beard L1 | beard detail | "
+        "outside PSNR (dB) | n |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def f(v: Any, fmt: str) -> str:
@@ -191,7 +215,8 @@ def markdown_table(per_style: dict[str, dict[str, Any]], title: str | None = Non
     for s, m in per_style.items():
         lines.append(
             f"| {s} | {f(m.get('style_accuracy'), '.1%')} | {f(m.get('beard_psnr'), '.2f')} | "
-            f"{f(m.get('beard_l1'), '.4f')} | {f(m.get('outside_psnr'), '.2f')} | "
+            f"{f(m.get('beard_l1'), '.4f')} | {f(m.get('beard_detail'), '.2f')} | "
+            f"{f(m.get('outside_psnr'), '.2f')} | "
             f"{m.get('samples', '-')} |"
         )
     return "\n".join(lines) + "\n"

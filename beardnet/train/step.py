@@ -11,6 +11,11 @@ PairedCropDataset` (``src``, ``tgt`` float ``[B,3,H,W]`` in 0..1, ``style`` long
           + mask_bce_weight * BCE(mask, U)                edit-mask supervision
           + grad_weight     * weighted_l1(∇out, ∇tgt, W)  edges / hair texture (finite diffs)
           + lowres_weight   * weighted_l1(pool2(out), pool2(tgt), pool2(W))
+          + texture_weight  * weighted_l1(E(out), E(tgt), W * U)  detail energy in the beard
+
+``E`` is :func:`beardnet.losses.local_detail_energy` (local RMS of the fine detail): a pixel loss
+averages random hair into a smear; matching the *amount* of detail per neighbourhood does not
+ask which pixel holds a strand, so it rewards hair without rewarding a copy of the target's.
 
 See :mod:`beardnet.losses` for the weighting formula. ``area_weighting=False`` makes W = 1.
 """
@@ -28,6 +33,7 @@ from beardnet.losses import (
     DEFAULT_W_MAX,
     area_ratio,
     area_weights,
+    local_detail_energy,
     beard_union,
     mask_bce,
     region_l1,
@@ -47,6 +53,9 @@ class LossConfig(BaseModel):
     mask_bce_weight: float = Field(0.1, ge=0, description="edit-mask BCE towards the beard union")
     grad_weight: float = Field(0.5, ge=0, description="L1 on image gradients (hair texture)")
     lowres_weight: float = Field(0.0, ge=0, description="L1 at half resolution")
+    texture_weight: float = Field(
+        0.0, ge=0, description="L1 between local detail energies in the beard region"
+    )
 
 
 def _grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +94,10 @@ def compute_losses(
         lo = weighted_l1(F.avg_pool2d(out, 2), F.avg_pool2d(tgt, 2), F.avg_pool2d(w, 2))
         total = total + cfg.lowres_weight * lo
         logs["lowres"] = float(lo.detach())
+    if cfg.texture_weight > 0:
+        tex = weighted_l1(local_detail_energy(out), local_detail_energy(tgt), w * u)
+        total = total + cfg.texture_weight * tex
+        logs["texture"] = float(tex.detach())
     with torch.no_grad():
         logs["beard_l1"] = float(region_l1(out, tgt, u))
         logs["outside_l1"] = float(region_l1(out, tgt, 1 - u))
