@@ -28,6 +28,8 @@ from beardnet.faces import Face
 
 #: Darkening (grey levels) at which the network's change counts as full hair density.
 DARKEN_FULL = 12.0
+#: How far the hair may grow past where the network darkened, in eye distances.
+GUIDE_GROW = 0.12
 #: Fewest darkened crop pixels needed to read a colour from the network's output.
 MIN_HAIR_PIXELS = 12
 
@@ -90,5 +92,12 @@ def draw_added_hair(
     g = np.clip(g, 0.0, 1.0)
     if not g.any():
         return
+    # the network marks a beard's core at 128 px; hair grows out to its edge: widen the guide by
+    # a fraction of the eye distance (the style's own density field still bounds where it grows)
+    r = int(round(GUIDE_GROW * rf.d))
+    if r >= 1:
+        import cv2
+
+        g = cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     drawn = draw_beard(image, rf, look, rng, guide=g)
     image[y0:y1, x0:x1] = drawn.image[y0:y1, x0:x1]
