@@ -201,3 +201,37 @@ def test_extra_crop_sets_join_the_training_set(tmp_path) -> None:
         assert in_b[s] == in_b[t]  # never a pair across sets
     item = ds[(0, len(ds) - 1)]
     assert item["src"].shape == (3, SIZE, SIZE)
+
+
+def test_degrade_makes_both_sides_a_small_jpeg_face_alike(tmp_path) -> None:
+    """data.degrade: a self-pair stays identical on both sides, the crop loses its sharp
+    edges (JPEG here: 32 px crops are under the smallest face width), the draw is the same for
+    the same seed and epoch, and degrade=0 leaves the pair as it was."""
+    root = make_crops(tmp_path)
+    plain = PairedCropDataset(str(root), size=SIZE, augment=False, self_pair_share=1.0)
+    deg = PairedCropDataset(str(root), size=SIZE, augment=False, self_pair_share=1.0, degrade=1.0)
+    again = PairedCropDataset(str(root), size=SIZE, augment=False, self_pair_share=1.0,
+                              degrade=1.0)
+    a, b, c = plain[(0, 3)], deg[(0, 3)], again[(0, 3)]
+    assert torch.equal(b["src"], b["tgt"])
+    assert torch.equal(b["src"], c["src"])
+    assert not torch.equal(a["src"], b["src"])
+
+    def edge(x: torch.Tensor) -> float:
+        return float((x[:, :, 1:] - x[:, :, :-1]).abs().max())
+
+    assert edge(b["src"]) < edge(a["src"])
+    with pytest.raises(ValueError, match="degrade"):
+        PairedCropDataset(str(root), size=SIZE, degrade=1.5)
+
+
+def test_degrade_at_crop_size_blurs_fine_detail_like_a_small_face() -> None:
+    from beardnet.data.paired import degrade_like_a_small_photo
+
+    yy, xx = np.mgrid[:128, :128]
+    fine = np.repeat((((yy // 2) + (xx // 2)) % 2).astype(np.float32)[:, :, None], 3, axis=2)
+    for seed in range(5):
+        out = degrade_like_a_small_photo(np.random.default_rng(seed), [fine, fine.copy()])
+        assert np.array_equal(out[0], out[1])
+        assert float(np.abs(np.diff(out[0], axis=1)).mean()) < 0.5 * float(
+            np.abs(np.diff(fine, axis=1)).mean())

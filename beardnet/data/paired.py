@@ -17,7 +17,9 @@ or not, re-draw pairing and augmentation every epoch; ``ds[i]`` uses :meth:`set_
 Images and masks are read through :mod:`beardnet.storage` (local or S3), decoded with OpenCV
 (RGB), resized to ``size`` when needed and kept in a small per-worker LRU cache (``preload=True``
 reads every row once up front). A missing beard mask is empty; a missing face mask falls back to
-the ``face_box`` rectangle, else the whole crop. With ``augment``, one draw of horizontal flip,
+the ``face_box`` rectangle, else the whole crop. With ``degrade`` (a probability), a pair is also
+made to look like a small face in a JPEG photo (:func:`degrade_like_a_small_photo`).
+With ``augment``, one draw of horizontal flip,
 scale/shift jitter (±5 % scale, ±3 % shift) and colour jitter (brightness, contrast, per-channel
 gain) is applied identically to source, target and masks.
 
@@ -68,6 +70,7 @@ class PairedCropDataset:
         seed: int = 0,
         cache_items: int = 4096,
         self_pair_share: float = 0.0,
+        degrade: float = 0.0,
     ) -> None:
         from beardnet.manifest import read_manifest, validate
 
@@ -89,6 +92,9 @@ class PairedCropDataset:
         if not 0.0 <= self_pair_share <= 1.0:
             raise ValueError(f"self_pair_share must be in 0..1, got {self_pair_share}")
         self.self_pair_share = float(self_pair_share)
+        if not 0.0 <= degrade <= 1.0:
+            raise ValueError(f"degrade must be in 0..1, got {degrade}")
+        self.degrade = float(degrade)
         self.epoch = 0
         self.manifest_uri = manifest_uri
         self._cache_items = int(cache_items)
@@ -241,6 +247,8 @@ class PairedCropDataset:
         bt, face = self._masks(tgt_row)
         if self.augment:
             src, tgt, bs, bt, face = _augment(rng, [src, tgt], [bs, bt, face])
+        if self.degrade and rng.random() < self.degrade:
+            src, tgt = degrade_like_a_small_photo(rng, [src, tgt])
         return {
             "src": torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1))),
             "tgt": torch.from_numpy(np.ascontiguousarray(tgt.transpose(2, 0, 1))),
@@ -260,6 +268,30 @@ def target_rows(table: pa.Table) -> np.ndarray:
         return np.arange(table.num_rows)
     flags = table.column("target").to_numpy(zero_copy_only=False)
     return np.flatnonzero(np.asarray(flags, dtype=object) == True)
+
+
+def degrade_like_a_small_photo(
+    rng: np.random.Generator, images: list[np.ndarray]
+) -> list[np.ndarray]:
+    """One draw of what a face 40-110 px wide in a JPEG photo looks like once aligned to the
+    crop: down to that width and back up (bilinear), then JPEG at quality 55-92; the same draw
+    for every image (float RGB 0..1), so a pair stays a pair."""
+    import cv2
+
+    s = images[0].shape[0]
+    small = int(rng.integers(40, 111))
+    quality = int(rng.integers(55, 93))
+    out = []
+    for im in images:
+        u8 = np.clip(np.rint(im * 255.0), 0, 255).astype(np.uint8)
+        if small < s:
+            u8 = cv2.resize(u8, (small, small), interpolation=cv2.INTER_AREA)
+            u8 = cv2.resize(u8, (s, s), interpolation=cv2.INTER_LINEAR)
+        ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            u8 = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        out.append(np.ascontiguousarray(u8).astype(np.float32) / 255.0)
+    return out
 
 
 def _augment(

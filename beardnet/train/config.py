@@ -56,6 +56,10 @@ class DataSection(_Section):
     self_pair_share: float = Field(
         0.1, ge=0, le=1, description="share of pairs whose source is the target itself"
     )
+    degrade: float = Field(
+        0.0, ge=0, le=1,
+        description="share of pairs made to look like a small face in a JPEG photo (both sides)",
+    )
     loader_workers: int = Field(0, ge=0, description="torch DataLoader worker processes")
     cache_items: int = Field(4096, ge=0, description="decoded images/masks cached per worker")
 

@@ -117,6 +117,7 @@ def build_training_set(cfg: Any, s3: Any) -> tuple[Any, dict[str, Any]]:
         seed=cfg.train.seed,
         cache_items=cfg.data.cache_items,
         self_pair_share=cfg.data.self_pair_share,
+        degrade=cfg.data.degrade,
     )
     report["rows"] = len(ds)
     report["counts"] = {
