@@ -16,6 +16,7 @@ import pytest
 
 from beardnet.bench import faces_bench, sampler_bench
 from beardnet.bench.report import REQUIRED, TARGETS, Report, default_stem, meets, ratio
+from beardnet.bench.rss import RssMonitor, self_peak_rss_mb
 
 
 def test_ratio_and_meets():
@@ -116,7 +117,7 @@ def test_rss_monitor_sees_ray_titled_process():
     p = subprocess.Popen(["ray::MapWorker(MapBatches(_NetworkFn))", "-c", code],
                          executable=sys.executable)
     try:
-        with faces_bench.RssMonitor({"network_actor": r"_NetworkFn"}, interval_s=0.05) as mon:
+        with RssMonitor({"network_actor": r"_NetworkFn"}, interval_s=0.05) as mon:
             deadline = time.time() + 10
             while time.time() < deadline and (mon.peak_mb("network_actor") or 0) < 60:
                 time.sleep(0.1)
@@ -129,7 +130,7 @@ def test_rss_monitor_sees_ray_titled_process():
 
 
 def test_self_peak_rss_mb():
-    assert faces_bench.self_peak_rss_mb() > 10
+    assert self_peak_rss_mb() > 10
 
 
 def test_raw_network_tiny():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -207,4 +208,4 @@ def test_token_grows_across_release_and_recreate_in_the_same_instant(tmp_path) -
         lease.acquire()
         tokens.append(lease.token)
         lease.release()
-    assert all(b > a for a, b in zip(tokens, tokens[1:]))
+    assert all(b > a for a, b in itertools.pairwise(tokens))

@@ -13,15 +13,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
+
+from beardnet.bench.rss import self_peak_rss_mb
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -162,105 +160,6 @@ def raw_network(
                 "cpu_ms_per_crop": 1000 * cpu / n}
     finally:
         torch.set_num_threads(old)
-
-
-# ------------------------------------------------------------------------------ memory
-def _status_kb(pid: int, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def self_peak_rss_mb() -> float:
-    """Peak RSS of this process in MB (``VmHWM``, else ``ru_maxrss``)."""
-    kb = _status_kb(os.getpid(), "VmHWM")
-    if kb is None:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024.0
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-class RssMonitor:
-    """Poll ``/proc`` for Ray worker processes (``ray::...`` titles) and keep each one's peak RSS.
-
-    A worker's role is the first ``ray::`` title seen that matches one of ``roles`` (regex ->
-    name); its peak is ``VmHWM`` (the kernel's high-water mark, so nothing between polls is
-    missed). Use as a context manager around the job.
-    """
-
-    def __init__(self, roles: dict[str, str], interval_s: float = 0.25) -> None:
-        self.roles = {name: re.compile(rx) for name, rx in roles.items()}
-        self.interval_s = interval_s
-        self.role_of: dict[int, str] = {}
-        self.peak_kb: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _poll(self) -> None:
-        me = os.getpid()
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            if pid == me:
-                continue
-            if pid not in self.role_of:
-                cmd = _cmdline(pid)
-                if not cmd.startswith("ray::"):
-                    continue
-                for role, rx in self.roles.items():
-                    if rx.search(cmd):
-                        self.role_of[pid] = role
-                        break
-                else:
-                    continue
-            kb = _status_kb(pid, "VmHWM")
-            if kb is not None:
-                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # a vanished process is fine
-                self._poll()
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._loop, name="rss-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._poll()
-
-    def peak_mb(self, role: str) -> float | None:
-        """Largest peak RSS (MB) among processes of ``role``; None if none was seen."""
-        vals = [kb for pid, kb in self.peak_kb.items() if self.role_of.get(pid) == role]
-        return max(vals) / 1024.0 if vals else None
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for role in self.roles:
-            vals = [kb / 1024.0 for pid, kb in self.peak_kb.items() if self.role_of.get(pid) == role]
-            out[role] = {"processes": len(vals), "peak_mb": max(vals) if vals else None}
-        return out
 
 
 def actor_peak_rss(

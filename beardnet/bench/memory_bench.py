@@ -16,15 +16,14 @@ peak, so each figure is the peak up to and including that size.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import threading
 import time
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
+
+from beardnet.bench.rss import RssMonitor
 
 #: megapixels -> (width, height)
 SIZES: dict[int, tuple[int, int]] = {12: (4000, 3000), 24: (6000, 4000), 48: (8000, 6000)}
@@ -53,73 +52,24 @@ def make_photo(seed: int, width: int, height: int, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-class _Monitor:
-    """Peak RSS (``VmHWM``) of Ray stage workers, network actors and sandbox children."""
+def _monitor() -> RssMonitor:
+    """Stage workers, network actors and the stage workers' sandbox children."""
+    return RssMonitor({"sandbox": r"beardnet\.infer\.sandbox",
+                       "actor": r"^ray::.*NetworkFn",
+                       "stage": r"^ray::.*(prepare_batch|finish_batch)"}, ray_only=False)
 
-    def __init__(self, interval_s: float = 0.25) -> None:
-        self.interval_s = interval_s
-        self.role: dict[int, str] = {}
-        self.parent: dict[int, int] = {}
-        self.peak_kb: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def _poll(self) -> None:
-        from beardnet.bench.faces_bench import _cmdline, _status_kb
-
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            if pid not in self.role:
-                cmd = _cmdline(pid)
-                if "beardnet.infer.sandbox" in cmd:
-                    self.role[pid] = "sandbox"
-                    self.parent[pid] = int(_status_kb(pid, "PPid") or 0)
-                elif cmd.startswith("ray::") and re.search(r"NetworkFn", cmd):
-                    self.role[pid] = "actor"
-                elif cmd.startswith("ray::") and re.search(r"prepare_batch|finish_batch", cmd):
-                    self.role[pid] = "stage"
-                else:
-                    continue
-            kb = _status_kb(pid, "VmHWM")
-            if kb is not None:
-                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                self._poll()
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._loop, name="mem-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._poll()
-
-    def peaks(self) -> dict[str, float | None]:
-        """``worker`` (stage worker + its sandbox child, the largest pair), ``stage``,
-        ``sandbox``, ``actor`` in MB."""
-        mb = {pid: kb / 1024.0 for pid, kb in self.peak_kb.items()}
-
-        def top(role: str) -> float | None:
-            vals = [v for p, v in mb.items() if self.role.get(p) == role]
-            return max(vals) if vals else None
-
-        pairs = []
-        for pid, v in mb.items():
-            if self.role.get(pid) == "stage":
-                kids = [mb[c] for c, pp in self.parent.items() if pp == pid and c in mb]
-                pairs.append(v + (max(kids) if kids else 0.0))
-        return {"worker": max(pairs) if pairs else None, "stage": top("stage"),
-                "sandbox": top("sandbox"), "actor": top("actor")}
+def _peaks(mon: RssMonitor) -> dict[str, float | None]:
+    """``worker`` (stage worker + its sandbox child, the largest pair), ``stage``,
+    ``sandbox``, ``actor`` in MB."""
+    mb = mon.peaks_mb()
+    pairs = []
+    for pid, v in mb.items():
+        if mon.role_of.get(pid) == "stage":
+            kids = [mb[c] for c, pp in mon.parent.items() if pp == pid and c in mb]
+            pairs.append(v + (max(kids) if kids else 0.0))
+    return {"worker": max(pairs) if pairs else None, "stage": mon.peak_mb("stage"),
+            "sandbox": mon.peak_mb("sandbox"), "actor": mon.peak_mb("actor")}
 
 
 def _spilled_mb() -> float | None:
@@ -166,10 +116,10 @@ def run(report: Any, base_uri: str, *, quick: bool, s3: Any = None,
             "ray": {"progress": "off"},
         })
         spilled0 = _spilled_mb()
-        with _Monitor() as mon:
+        with _monitor() as mon:
             summary = run_transform(cfg, s3)
         spilled1 = _spilled_mb()
-        peaks = mon.peaks()
+        peaks = _peaks(mon)
         spilled = None if spilled0 is None or spilled1 is None else spilled1 - spilled0
         out[f"{mp}mp"] = {"peaks_mb": peaks, "spilled_mb": spilled, "generate_s": gen_s,
                           "mean_jpeg_mb": sum(sizes) / len(sizes) / 1e6,

@@ -146,6 +146,7 @@ def run(
     from beardnet import storage
     from beardnet.bench import faces_bench
     from beardnet.bench.report import ratio
+    from beardnet.bench.rss import RssMonitor
     from beardnet.infer.config import TransformConfig
     from beardnet.infer.job import run_transform
 
@@ -193,7 +194,7 @@ def run(
         "prepare_task": r"prepare_batch",
         "finish_task": r"finish_batch",
     }
-    with faces_bench.RssMonitor(roles) as mon:
+    with RssMonitor(roles) as mon:
         t0 = time.perf_counter()
         summary = run_transform(cfg, s3)
         e2e_wall = time.perf_counter() - t0

@@ -204,8 +204,10 @@ def markdown_table(per_style: dict[str, dict[str, Any]], title: str | None = Non
     """A Markdown table of the per-style figures."""
     lines = [f"**{title}**", ""] if title else []
     lines += [
-        "| target style | style acc. | beard PSNR (dB) | beard L1 | beard detail | "
-        "outside PSNR (dB) | n |",
+        (
+            "| target style | style acc. | beard PSNR (dB) | beard L1 | beard detail | "
+            "outside PSNR (dB) | n |"
+        ),
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
 

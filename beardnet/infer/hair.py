@@ -94,7 +94,7 @@ def draw_added_hair(
         return
     # the network marks a beard's core at 128 px; hair grows out to its edge: widen the guide by
     # a fraction of the eye distance (the style's own density field still bounds where it grows)
-    r = int(round(GUIDE_GROW * rf.d))
+    r = round(GUIDE_GROW * rf.d)
     if r >= 1:
         import cv2
 
