@@ -148,14 +148,24 @@ def test_raw_network_tiny():
     assert torch.get_num_threads() == before  # thread count restored
 
 
-def test_train_data_shapes():
-    from beardnet.bench.train_bench import make_data
+def test_train_bench_feeds_the_jobs_data_path(tmp_path):
+    """The train bench's batches come from the job's dataset, ratio sampler and loader: the
+    configured composition in every batch, rank shares disjoint, epochs rolling over."""
+    import itertools
 
-    d = make_data(4, 32, seed=0)
-    assert d["src"].shape == (4, 3, 32, 32) and d["src"].dtype == np.float32
-    assert d["face"].shape == (4, 1, 32, 32)
-    assert d["beard_src"].max() == 1.0 and (d["beard_src"] <= d["face"] + 1).all()
-    assert set(np.unique(d["style"])) <= set(range(5))
+    from beardnet.bench.train_bench import bench_config, job_batches, render_crops
+
+    uri = render_crops(str(tmp_path / "crops"), identities=6, size=64)
+    cfg = bench_config(uri)
+    assert cfg.batch_size() == 10
+    seen = list(itertools.islice(job_batches(cfg), 13))  # 10 batches per epoch: into epoch 1
+    for b in seen:
+        assert b["src"].shape == (10, 3, 128, 128)  # data.size: the job resizes
+        assert np.bincount(b["style"].numpy(), minlength=5).tolist() == [2, 2, 2, 2, 2]
+    assert seen[0]["epoch"][0] == 0 and seen[-1]["epoch"][0] == 1
+    r0 = next(job_batches(cfg, 0, 2))["index"].tolist()
+    r1 = next(job_batches(cfg, 1, 2))["index"].tolist()
+    assert not set(r0) & set(r1)
 
 
 def test_bench_config_and_help():

@@ -1,13 +1,15 @@
 """Training benchmark: samples/s of a plain torch loop vs Ray Train with 1 and 2 workers.
 
-All three run the same step on the same in-memory data (seeded random crops with elliptic
-beard/face masks: the cost of a step does not depend on the pixels), the same model
-(:class:`beardnet.model.BeardNet` with the training job's defaults), the same loss
-(``beardnet.train.step.compute_losses``), AdamW, gradient clipping, an EMA of the weights
-(``ModelEMA``, as the job keeps one), and the same batch per worker. The CPU
-budget is the same too: the plain loop and the 1-worker run use ``threads`` torch threads; each
-of 2 workers uses ``threads // 2`` (so both runs fill the same cores). Throughput is timed inside
-the loop after warm-up steps, so Ray's start-up (reported separately) is not in the ratio.
+All three run the training job's own data path and step: a crop set rendered by the synthetic
+renderer, read by the job's :class:`beardnet.data.paired.PairedCropDataset` (decode, pairing,
+augmentation), batched by its ratio sampler (claim 2b) through its DataLoader
+(``beardnet.train.data``: ``build_training_set``, ``build_sampler``, ``make_loader``), the same
+model (:class:`beardnet.model.BeardNet` with the job's defaults), the same loss
+(``beardnet.train.step.compute_losses``), AdamW, gradient clipping and an EMA of the weights.
+The CPU budget is the same too: the plain loop and the 1-worker run use ``threads`` torch
+threads; each of 2 workers uses ``threads // 2`` (so both runs fill the same cores) and gets its
+rank's share of the sampler's batches. Throughput is timed inside the loop after warm-up steps
+(data loading included), so Ray's start-up (reported separately) is not in the ratio.
 Samples/s of the 2-worker run counts both workers' batches (data parallel, weak scaling).
 Rates come from the median step time (the machine is shared; the mean is kept as well), and
 the plain loop runs before and after the Ray runs (the better of the two counts), so that a
@@ -20,31 +22,44 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
-def make_data(n: int, size: int, seed: int = 0, categories: int = 5) -> dict[str, Any]:
-    """``n`` in-memory training pairs as float32 numpy arrays (NCHW) plus styles."""
-    import numpy as np
+def bench_config(data_uri: str, seed: int = 0) -> Any:
+    """The training job's config for the bench: the crop set at ``data_uri``, the job's default
+    sampling ratio and batch, 10 batches per epoch (epochs roll over inside the timed steps)."""
+    from beardnet.train.config import TrainConfig
 
-    rng = np.random.default_rng(seed)
-    src = rng.random((n, 3, size, size), dtype=np.float32)
-    tgt = np.clip(src + rng.normal(0, 0.1, src.shape).astype(np.float32), 0, 1)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    face = (((xx - 0.5) / 0.38) ** 2 + ((yy - 0.52) / 0.46) ** 2 <= 1).astype(np.float32)
-    beards = []
-    for _ in range(n):
-        ry = rng.uniform(0.05, 0.2)
-        beards.append(((xx - 0.5) / 0.3) ** 2 + ((yy - 0.75) / ry) ** 2 <= 1)
-    beard = np.stack(beards).astype(np.float32)[:, None]
-    return {
-        "src": src,
-        "tgt": tgt,
-        "style": rng.integers(0, categories, n).astype(np.int64),
-        "beard_src": beard,
-        "beard_tgt": beard[rng.permutation(n)],
-        "face": np.broadcast_to(face, (n, 1, size, size)).copy(),
-    }
+    return TrainConfig.model_validate({"data": {"uri": data_uri},
+                                       "train": {"seed": seed, "num_batches": 10}})
+
+
+def job_batches(cfg: Any, rank: int = 0, world: int = 1, prepare: Any = None) -> Iterator[Any]:
+    """Endless batches of the training job's data path for ``rank`` of ``world``: dataset,
+    ratio sampler and DataLoader as ``train_loop_per_worker`` builds them, epoch after epoch
+    (``prepare``: e.g. ``ray.train.torch.prepare_data_loader`` without a dist sampler)."""
+    from beardnet.train.data import build_sampler, build_training_set, make_loader
+
+    ds, _ = build_training_set(cfg, None)
+    sampler = build_sampler(cfg, ds, rank, world)
+    loader = make_loader(cfg, ds, sampler)
+    if prepare is not None:
+        loader = prepare(loader)
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        ds.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def render_crops(out_dir: str, identities: int = 24, size: int = 128, seed: int = 0) -> str:
+    """A small crop set for the bench (the renderer, in this process); returns its folder."""
+    from beardnet.synth.dataset import write_crops_dataset
+
+    write_crops_dataset(out_dir, identities, size, seed, use_ray=False)
+    return out_dir
 
 
 def _default_model_kwargs() -> dict[str, Any]:
@@ -70,8 +85,8 @@ def _loss_fn():
 
 
 def _run_loop(
-    net, data: dict[str, Any], batch: int, warmup: int, steps: int, seed: int, world: int = 1,
-    rank: int = 0, max_seconds: float | None = None,
+    net, batches: Iterator[dict[str, Any]], batch: int, warmup: int, steps: int,
+    world: int = 1, max_seconds: float | None = None,
 ) -> dict[str, float]:
     """Train ``warmup + steps`` steps; returns timings of the steps after the warm-up.
 
@@ -80,9 +95,6 @@ def _run_loop(
     import numpy as np
     import torch
 
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
-    n = len(data["style"])
-    rng = np.random.default_rng(seed + 1000 * rank)
     from beardnet.train.step import ModelEMA
 
     loss_fn = _loss_fn()
@@ -94,8 +106,7 @@ def _run_loop(
     last = float("nan")
     for i in range(warmup + steps):
         t_step = time.perf_counter()
-        idx = torch.from_numpy(rng.integers(0, n, batch))
-        b = {k: v.index_select(0, idx) for k, v in tensors.items()}
+        b = next(batches)  # the job's loader: decode, pairing, augmentation, collate
         loss = loss_fn(net, b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -128,8 +139,8 @@ def _build_net(model_kwargs: dict[str, Any]):
 
 
 def plain_loop(
-    batch: int, warmup: int, steps: int, threads: int, size: int = 128, seed: int = 0,
-    n_data: int = 64, max_seconds: float | None = None,
+    data_uri: str, warmup: int, steps: int, threads: int, seed: int = 0,
+    max_seconds: float | None = None,
 ) -> dict[str, float]:
     """Single-process torch loop with ``threads`` threads (restored afterwards); at most
     ``steps`` timed steps, fewer when ``max_seconds`` runs out (a heavily loaded machine)."""
@@ -140,8 +151,9 @@ def plain_loop(
     try:
         torch.manual_seed(seed)
         net = _build_net(_default_model_kwargs())
-        data = make_data(n_data, size, seed)
-        return _run_loop(net, data, batch, warmup, steps, seed, max_seconds=max_seconds)
+        cfg = bench_config(data_uri, seed)
+        return _run_loop(net, job_batches(cfg), cfg.batch_size(), warmup, steps,
+                         max_seconds=max_seconds)
     finally:
         torch.set_num_threads(old)
 
@@ -158,11 +170,13 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(config["seed"])
     net = ray.train.torch.prepare_model(_build_net(config["model_kwargs"]))
-    data = make_data(config["n_data"], config["size"], config["seed"])
-    r = _run_loop(
-        net, data, config["batch"], config["warmup"], config["steps"], config["seed"],
-        world=world, rank=rank,
-    )
+    cfg = bench_config(config["data_uri"], config["seed"])
+
+    def prepare(loader: Any) -> Any:
+        return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
+
+    batches = job_batches(cfg, rank, world, prepare)
+    r = _run_loop(net, batches, cfg.batch_size(), config["warmup"], config["steps"], world=world)
     r["threads"] = float(torch.get_num_threads())
     r["rank"] = float(rank)
     if rank == 0:
@@ -175,8 +189,8 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
 
 
 def ray_train(
-    num_workers: int, threads: int, batch: int, warmup: int, steps: int, size: int = 128,
-    seed: int = 0, n_data: int = 64, storage: str | None = None,
+    data_uri: str, num_workers: int, threads: int, warmup: int, steps: int, seed: int = 0,
+    storage: str | None = None,
 ) -> dict[str, float]:
     """Run the loop on Ray Train with ``num_workers`` workers of ``threads`` CPUs/threads each.
 
@@ -194,9 +208,8 @@ def ray_train(
         trainer = TorchTrainer(
             _ray_train_loop,
             train_loop_config={
-                "threads": threads, "batch": batch, "warmup": warmup, "steps": steps,
-                "size": size, "seed": seed, "n_data": n_data,
-                "model_kwargs": _default_model_kwargs(),
+                "threads": threads, "warmup": warmup, "steps": steps, "seed": seed,
+                "data_uri": data_uri, "model_kwargs": _default_model_kwargs(),
             },
             scaling_config=ScalingConfig(
                 num_workers=num_workers, use_gpu=False, resources_per_worker={"CPU": threads}
@@ -223,35 +236,41 @@ def ray_train(
 
 
 def run(report: Any, quick: bool = False, threads: int | None = None) -> dict[str, Any]:
-    """Plain loop, Ray Train x1, Ray Train x2; record samples/s and the two ratios."""
+    """Plain loop, Ray Train x1, Ray Train x2 on the job's data path; record samples/s and the
+    two ratios."""
     cores = threads or len(os.sched_getaffinity(0)) or 2
-    try:
-        from beardnet.train.config import TrainConfig
+    with tempfile.TemporaryDirectory(prefix="beardnet-bench-crops-") as tmp:
+        t0 = time.perf_counter()
+        data_uri = render_crops(os.path.join(tmp, "crops"), identities=12 if quick else 24)
+        render_s = time.perf_counter() - t0
+        return _run_all(report, data_uri, quick, cores, render_s)
 
-        batch = TrainConfig().batch_size()
-    except Exception:  # noqa: BLE001
-        batch = 10
+
+def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
+             render_s: float) -> dict[str, Any]:
+    batch = bench_config(data_uri).batch_size()
     warmup, steps = (3, 12) if quick else (5, 60)
     budget = 15.0 if quick else 60.0  # seconds of timed steps in the first plain run
-    plain_before = plain_loop(batch, warmup, steps, cores, max_seconds=budget)
+    plain_before = plain_loop(data_uri, warmup, steps, cores, max_seconds=budget)
     # every later run does the same number of steps as the first plain run managed
     steps = int(plain_before["steps"])
     out: dict[str, Any] = {"batch": batch, "threads_total": cores, "warmup": warmup,
-                           "steps": steps}
-    out["ray1"] = ray_train(1, cores, batch, warmup, steps)
+                           "steps": steps, "data": "job data path (rendered crop set, "
+                           f"ratio sampler, DataLoader; rendered in {render_s:.0f} s)"}
+    out["ray1"] = ray_train(data_uri, 1, cores, warmup, steps)
     report.add("train_ray1_sps", out["ray1"]["samples_per_s"], "samples/s",
-               note=f"fit() incl. start-up {out['ray1']['fit_s']:.0f} s")
+               note=f"job data path; fit() incl. start-up {out['ray1']['fit_s']:.0f} s")
     w2_threads = max(1, cores // 2)
-    out["ray2"] = ray_train(2, w2_threads, batch, warmup, steps)
+    out["ray2"] = ray_train(data_uri, 2, w2_threads, warmup, steps)
     report.add("train_ray2_sps", out["ray2"]["samples_per_s"], "samples/s",
                note=f"2 x {w2_threads} thread(s), batch {batch} per worker; fit() incl. "
                f"start-up {out['ray2']['fit_s']:.0f} s")
-    plain_after = plain_loop(batch, warmup, steps, cores)
+    plain_after = plain_loop(data_uri, warmup, steps, cores)
     out["plain_before"], out["plain_after"] = plain_before, plain_after
     out["plain"] = max(plain_before, plain_after, key=lambda r: r["samples_per_s"])
     report.add("train_plain_sps", out["plain"]["samples_per_s"], "samples/s",
-               note=f"batch {batch}, {cores} threads, {steps} timed steps; best of before/after "
-               f"the Ray runs ({plain_before['samples_per_s']:.1f}, "
+               note=f"job data path, batch {batch}, {cores} threads, {steps} timed steps; best "
+               f"of before/after the Ray runs ({plain_before['samples_per_s']:.1f}, "
                f"{plain_after['samples_per_s']:.1f})")
     from beardnet.bench.report import ratio
 
