@@ -71,19 +71,21 @@ def paint(
     col = np.array(col, dtype=np.result_type(col, np.float32), copy=True)
     alpha = np.array(alpha, dtype=np.result_type(alpha, np.float32), copy=True)
     for gi, m in masks:
-        if blur > 0:  # the blur spreads the mask: work on the whole canvas
-            sl: tuple[slice, ...] = (slice(None), slice(None))
-        else:  # only the group's bounding box changes (a = 0 elsewhere leaves values exact)
-            rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-            if not rows.size:
-                continue
-            sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        a = m[sl].astype(np.float32) * (opacity / 255.0)
-        if blur > 0:
-            a = cv2.GaussianBlur(a, (0, 0), blur)
         c = np.asarray(colours[gi])
-        if c.ndim == 3:
-            c = c[sl]
-        col[sl] = col[sl] * (1 - a[..., None]) + c * a[..., None]
-        alpha[sl] = alpha[sl] + a * (1 - alpha[sl])
+        if blur > 0:  # the blur spreads the mask: work on the whole canvas
+            a = cv2.GaussianBlur(m.astype(np.float32) * (opacity / 255.0), (0, 0), blur)
+            col[...] = col * (1 - a[..., None]) + c * a[..., None]
+            alpha[...] = alpha + a * (1 - alpha)
+            continue
+        # only pixels under the mask change (a = 0 leaves values exact): work on those alone,
+        # with the same arithmetic per pixel as over the whole canvas
+        idx = np.flatnonzero(m)
+        if not idx.size:
+            continue
+        a = m.reshape(-1)[idx].astype(np.float32) * (opacity / 255.0)
+        col_f = col.reshape(-1, col.shape[-1])
+        alpha_f = alpha.reshape(-1)
+        cc = c.reshape(-1, c.shape[-1])[idx] if c.ndim == 3 else c
+        col_f[idx] = col_f[idx] * (1 - a[:, None]) + cc * a[:, None]
+        alpha_f[idx] = alpha_f[idx] + a * (1 - alpha_f[idx])
     return col, alpha
