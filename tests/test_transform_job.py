@@ -333,6 +333,10 @@ def test_summary(archive) -> None:
     assert s["faces"] >= n_ok and s["bytes_out"] > 0 and s["images_per_s"] > 0
     assert s["stage_s"]["network_s"] > 0
     assert abs(sum(s["stage_share"].values()) - 1) < 0.01
+    # the actor was sized from the default share (no earlier run into this output): 2 CPUs x
+    # 0.26, to the nearest quarter CPU
+    assert s["sizing"] == {"network_share": 0.26, "share_from": "default",
+                           "network_num_cpus": 0.5}
     assert "beardnet-test-secret" not in json.dumps(on_store)
 
 

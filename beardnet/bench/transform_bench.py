@@ -169,7 +169,7 @@ def run(
     for section, values in overrides.items():
         cfg_dict.setdefault(section, {}).update(values)
     cfg = TransformConfig.model_validate(cfg_dict)
-    threads = cfg.ray.torch_threads or max(1, round(cfg.ray.network_num_cpus))
+    threads = cfg.ray.torch_threads or max(1, round(cfg.ray.network_num_cpus or 1))
     batch = cfg.ray.network_batch_size
     style_idx = model.categories.index(cfg.job.style or "full_beard")
 

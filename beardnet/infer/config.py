@@ -111,12 +111,18 @@ class RaySection(_Section):
     read_num_cpus: float = Field(0.5, gt=0, description="CPUs per read+decode+locate task")
     read_batch_size: int = Field(8, ge=1, description="photos per read+locate batch")
     network_actors: int = Field(1, ge=1, description="network actors (each loads the model)")
-    network_num_cpus: float = Field(1.0, gt=0, description="CPUs per network actor")
+    network_num_cpus: float | None = Field(
+        None, gt=0,
+        description="CPUs per network actor (None: sized from the network's measured share of "
+        "the work, see beardnet.infer.sizing)",
+    )
     network_batch_size: int = Field(
         32, ge=1,
         description="crops per forward pass, and photos per actor call (= per manifest part)",
     )
-    torch_threads: int | None = Field(None, ge=1, description="None = network_num_cpus")
+    torch_threads: int | None = Field(
+        None, ge=1, description="None = network_num_cpus, rounded, at least 1"
+    )
     write_num_cpus: float = Field(0.5, gt=0, description="CPUs per paste+encode+write task")
     block_rows: int = Field(64, ge=1, description="keys per input block (read/locate task)")
     progress: Literal["auto", "on", "off"] = Field(

@@ -11,6 +11,7 @@ Modules, one concept each::
     sandbox.py  the watchdog child process that runs the pixel halves (poison photos)
     writer.py   one output object, with its ContentType
     sink.py     one manifest part per write task
+    sizing.py   CPUs per network actor from the network's measured share of the work
     job.py      this driver: checks, lease, pipeline, run summary, exit codes
 
 Pipeline::
@@ -55,7 +56,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from beardnet.infer import fence, runlog, state
+from beardnet.infer import fence, runlog, sizing, state
 from beardnet.infer.config import TransformConfig
 from beardnet.infer.errors import (  # noqa: F401 - re-exported: the CLI and tests use them
     EXIT_CODES,
@@ -70,7 +71,7 @@ from beardnet.infer.errors import (  # noqa: F401 - re-exported: the CLI and tes
     short_error,
 )
 from beardnet.infer.keys import nested_rel
-from beardnet.infer.plan import init_rows, plan_keys, record_skipped
+from beardnet.infer.plan import block_bounds, init_rows, plan_keys, record_skipped
 from beardnet.infer.sink import manifest_sink
 from beardnet.infer.stages import NetworkFn, finish_batch, prepare_batch
 
@@ -199,10 +200,11 @@ def run_transform(
                  run_id, listed, skipped, table.num_rows, list_s)
         work = init_rows(table, run_id, model_id, token)
         aggs: list[dict[str, Any]] = []
+        sized: dict[str, Any] = {}
         if work.num_rows:
             pusher, guard = _start_fence(cfg, s3, lease, token, run_id)
             try:
-                aggs = _execute(cfg, s3, run_id, crop_size, work, token, guard)
+                aggs = _execute(cfg, s3, run_id, crop_size, work, token, guard, sized)
             except Exception as e:
                 if pusher.lost or lease.lost:
                     raise _lost(run_id, pusher.lost or lease.lost) from None
@@ -256,6 +258,7 @@ def run_transform(
         "lease_lost": lost,
         "lease_token": token,
         "compact_s": round(compact_s, 3),
+        "sizing": sized,
     }
     summary["summary_uri"] = runlog.write_summary(out, run_id, summary, s3=s3)
     return summary
@@ -284,22 +287,35 @@ def _start_fence(cfg: TransformConfig, s3: Any, lease: Any, token: int, run_id: 
 
 
 def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
-             guard: Any = None) -> list[dict[str, Any]]:
-    """Build and run the Ray Data pipeline; returns the per-part aggregates."""
+             guard: Any = None, sized: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Build and run the Ray Data pipeline; returns the per-part aggregates (the actor sizing
+    chosen goes into ``sized``)."""
     import ray
     import ray.data
     from ray.data import ActorPoolStrategy, DataContext
 
     from beardnet.raysession import init_ray
 
+    sized = sized if sized is not None else {}
     r = cfg.ray
     init_ray(num_cpus=r.num_cpus, object_store_mb=r.object_store_mb, s3=s3)
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    need = r.network_actors * r.network_num_cpus + r.read_num_cpus + r.write_num_cpus
+    net_cpus = r.network_num_cpus
+    if net_cpus is None:
+        share = sizing.previous_network_share(cfg.job.output, s3)
+        sized["network_share"] = share if share is not None else sizing.DEFAULT_NETWORK_SHARE
+        sized["share_from"] = "earlier run" if share is not None else "default"
+        net_cpus = sizing.network_cpus(total, sized["network_share"], r.network_actors,
+                                       r.read_num_cpus, r.write_num_cpus)
+    sized["network_num_cpus"] = net_cpus
+    log.info("network actors: %d x %g CPU (%s)", r.network_actors, net_cpus,
+             "configured" if r.network_num_cpus is not None else
+             f"network share {sized['network_share']:.2f}, {sized['share_from']}")
+    need = r.network_actors * net_cpus + r.read_num_cpus + r.write_num_cpus
     if need > total + 1e-9:
         raise TransformFailed(
             f"ray: network_actors x network_num_cpus ({r.network_actors} x "
-            f"{r.network_num_cpus}) + read_num_cpus ({r.read_num_cpus}) + write_num_cpus "
+            f"{net_cpus}) + read_num_cpus ({r.read_num_cpus}) + write_num_cpus "
             f"({r.write_num_cpus}) = {need:g} CPUs, but the cluster has {total:g}: the actor "
             "pool would starve the read and write tasks and the pipeline would hang",
             EXIT_CONFIG,
@@ -310,8 +326,8 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
     ctx.verbose_progress = False
     opts = _transform_options(cfg, crop_size)
     n = work.num_rows
-    blocks = [work.slice(i, r.block_rows) for i in range(0, n, r.block_rows)]
-    threads = r.torch_threads or max(1, round(r.network_num_cpus))
+    blocks = [work.slice(i, k) for i, k in block_bounds(n, r.block_rows)]
+    threads = r.torch_threads or max(1, round(net_cpus))
     isolate = _isolation(cfg)
     # Ray Data settings relied on (see the module docstring): Ray's default task retries
     # (system failures only: a lost worker or node; a photo cannot kill a worker, its sandbox
@@ -338,7 +354,7 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
         },
         batch_format="pyarrow",
         batch_size=r.network_batch_size,
-        num_cpus=r.network_num_cpus,
+        num_cpus=net_cpus,
         resources=r.network_resources or None,
         compute=ActorPoolStrategy(size=r.network_actors),
         udf_modifying_row_count=False,

@@ -158,3 +158,21 @@ def record_skipped(cfg: TransformConfig, s3: Any, run_id: str, model_id: str, ke
                               "run_id": pa.array([run_id] * n), "model": pa.array([model_id] * n),
                               "lease_token": pa.array([int(lease_token)] * n, pa.int64())})
     runlog.write_part(cfg.job.output, run_id, t, part=part_name(lease_token, "skipped"), s3=s3)
+
+
+#: Rows of the first input block: small, so the first photos reach the network (and the first
+#: outputs are written) seconds after the start instead of after a whole ``block_rows`` block.
+FIRST_BLOCK_ROWS = 8
+
+
+def block_bounds(n: int, block_rows: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` of the input blocks over ``n`` rows: a ramp from
+    :data:`FIRST_BLOCK_ROWS` doubling up to ``block_rows``, then ``block_rows`` each (so a long
+    run keeps few, large manifest parts and a short one starts producing at once)."""
+    out: list[tuple[int, int]] = []
+    size, i = min(FIRST_BLOCK_ROWS, block_rows), 0
+    while i < n:
+        out.append((i, min(size, n - i)))
+        i += size
+        size = min(block_rows, size * 2)
+    return out
