@@ -74,19 +74,22 @@ def _init(model_uri: str | None, opts: dict[str, Any], threads: int) -> None:
     _STATE["locator"] = get_locator(o.faces, min_face_px=o.min_face_px)
 
 
-def _one(src: str, dst: str) -> tuple[str, float]:
+def _one(src: str, dst: str) -> tuple[str, float, dict[str, float]]:
     from beardnet.infer.codec import BadImage
     from beardnet.infer.transform import transform_image
 
     data = Path(src).read_bytes()
+    cost: dict[str, float] = {}
     try:
         out, info = transform_image(data, Path(src).name, _STATE["model"], _STATE["opts"],
                                     locator=_STATE["locator"])
         status = str(info["status"])
+        cost = {**info["cpu_s"], "faces_wall": float(info.get("faces_s") or 0.0),
+                "wall": sum(float(v) for v in info["timings"].values())}
     except BadImage as e:  # recorded, never a crash
         out, status = data, f"error:{e.reason}"
     Path(dst).write_bytes(out)
-    return status, time.perf_counter()
+    return status, time.perf_counter(), cost
 
 
 def run_peer(
@@ -112,10 +115,12 @@ def run_peer(
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
                              initargs=(model_uri, dict(opts or {}), 1)) as ex:
         futs = [ex.submit(_one, str(p), str(out / p.name)) for p in paths]
+        costs: list[dict[str, float]] = []
         for f in as_completed(futs):
-            status, t = f.result()
+            status, t, cost = f.result()
             statuses[status] = statuses.get(status, 0) + 1
             done.append(t)
+            costs.append(cost)
     t_end = time.perf_counter()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -132,10 +137,20 @@ def run_peer(
         "ips_with_startup": n / (t_end - t0) if t_end > t0 else None,
         "ips_steady": steady,
         "cpu_s_per_photo": cpu / n if n else None,
+        # CPU of the photo's work in the workers (all their threads), by part, per photo
+        "cpu_ms_but_network": _mean_ms(costs, ("prepare", "apply")),
+        "cpu_ms_network": _mean_ms(costs, ("network",)),
+        "faces_share": (sum(c.get("faces_wall", 0.0) for c in costs)
+                        / max(1e-9, sum(c.get("wall", 0.0) for c in costs))),
         "status": statuses,
         "first_done_s": done[0] - t0 if done else None,
         "load": os.getloadavg()[0],
     }
+
+
+def _mean_ms(costs: list[dict[str, float]], parts: tuple[str, ...]) -> float | None:
+    rows = [sum(c[p] for p in parts) for c in costs if all(p in c for p in parts)]
+    return 1000.0 * sum(rows) / len(rows) if rows else None
 
 
 def run_transform_folder(
@@ -196,7 +211,14 @@ def run(report: Any, folder: str | os.PathLike[str], *, n: int, seed: int = 1000
     report.add("peer_ips_with_startup", peer["ips_with_startup"], "images/s",
                note=f"{n} photos, {peer['workers']} processes, load {peer['load']:.1f}")
     report.add("peer_ips_steady", peer["ips_steady"], "images/s")
-    report.add("peer_cpu_s_per_photo", peer["cpu_s_per_photo"], "s")
+    report.add("peer_cpu_s_per_photo", peer["cpu_s_per_photo"], "s",
+               note="process to exit: pool start-up and model loads included")
+    report.add("cpu_ms_per_photo_but_network", peer["cpu_ms_but_network"], "ms",
+               note="decode, locate, align, paste back (hair drawing), encode: CPU of the "
+               "photo's work in the peer's workers, all threads, mean over the photos")
+    report.add("cpu_ms_per_photo_network", peer["cpu_ms_network"], "ms")
+    report.add("faces_share_of_photo", peer["faces_share"],
+               note="face location's share of a photo's stage seconds (peer)")
     out: dict[str, Any] = {"peer": peer}
     if transform:
         try:

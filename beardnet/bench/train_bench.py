@@ -248,35 +248,55 @@ def run(report: Any, quick: bool = False, threads: int | None = None) -> dict[st
 
 def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
              render_s: float) -> dict[str, Any]:
+    """Rounds of (plain loop, Ray Train x1, Ray Train x2), one after the other so each round's
+    three runs see the same load; each ratio is the median over rounds of that round's ratio
+    (quick: one round)."""
+    import statistics
+
     batch = bench_config(data_uri).batch_size()
     warmup, steps = (3, 12) if quick else (5, 60)
-    budget = 15.0 if quick else 60.0  # seconds of timed steps in the first plain run
-    plain_before = plain_loop(data_uri, warmup, steps, cores, max_seconds=budget)
-    # every later run does the same number of steps as the first plain run managed
-    steps = int(plain_before["steps"])
-    out: dict[str, Any] = {"batch": batch, "threads_total": cores, "warmup": warmup,
-                           "steps": steps, "data": "job data path (rendered crop set, "
-                           f"ratio sampler, DataLoader; rendered in {render_s:.0f} s)"}
-    out["ray1"] = ray_train(data_uri, 1, cores, warmup, steps)
-    report.add("train_ray1_sps", out["ray1"]["samples_per_s"], "samples/s",
-               note=f"job data path; fit() incl. start-up {out['ray1']['fit_s']:.0f} s")
+    budget = 15.0 if quick else 30.0  # seconds of timed steps in the first plain run
+    rounds = 1 if quick else 3
     w2_threads = max(1, cores // 2)
-    out["ray2"] = ray_train(data_uri, 2, w2_threads, warmup, steps)
-    report.add("train_ray2_sps", out["ray2"]["samples_per_s"], "samples/s",
-               note=f"2 x {w2_threads} thread(s), batch {batch} per worker; fit() incl. "
-               f"start-up {out['ray2']['fit_s']:.0f} s")
-    plain_after = plain_loop(data_uri, warmup, steps, cores)
-    out["plain_before"], out["plain_after"] = plain_before, plain_after
-    out["plain"] = max(plain_before, plain_after, key=lambda r: r["samples_per_s"])
-    report.add("train_plain_sps", out["plain"]["samples_per_s"], "samples/s",
-               note=f"job data path, batch {batch}, {cores} threads, {steps} timed steps; best "
-               f"of before/after the Ray runs ({plain_before['samples_per_s']:.1f}, "
-               f"{plain_after['samples_per_s']:.1f})")
-    from beardnet.bench.report import ratio
+    out: dict[str, Any] = {"batch": batch, "threads_total": cores, "warmup": warmup,
+                           "data": "job data path (rendered crop set, ratio sampler, "
+                           f"DataLoader; rendered in {render_s:.0f} s)", "rounds": []}
+    for i in range(rounds):
+        load0 = os.getloadavg()[0]
+        plain = plain_loop(data_uri, warmup, steps, cores,
+                           max_seconds=budget if i == 0 else None)
+        # every later run does the same number of steps as the first plain run managed
+        steps = int(plain["steps"])
+        ray1 = ray_train(data_uri, 1, cores, warmup, steps)
+        ray2 = ray_train(data_uri, 2, w2_threads, warmup, steps)
+        out["rounds"].append({
+            "plain": plain, "ray1": ray1, "ray2": ray2, "load": [load0, os.getloadavg()[0]],
+            "train1_vs_plain": ray1["samples_per_s"] / plain["samples_per_s"],
+            "train2_vs_train1": ray2["samples_per_s"] / ray1["samples_per_s"],
+        })
+    out["steps"] = steps
+    rs = out["rounds"]
 
-    report.add("train1_vs_plain", ratio(out["ray1"]["samples_per_s"],
-                                        out["plain"]["samples_per_s"]))
-    report.add("train2_vs_train1", ratio(out["ray2"]["samples_per_s"],
-                                         out["ray1"]["samples_per_s"]))
+    def med(key: str, sub: str | None = None) -> float:
+        return float(statistics.median(r[key][sub] if sub else r[key] for r in rs))
+
+    def each(key: str, sub: str | None = None, fmt: str = "{:.1f}") -> str:
+        return ", ".join(fmt.format(r[key][sub] if sub else r[key]) for r in rs)
+
+    loads = ", ".join(f"{r['load'][0]:.1f}-{r['load'][1]:.1f}" for r in rs)
+    report.add("train_plain_sps", med("plain", "samples_per_s"), "samples/s",
+               note=f"job data path, batch {batch}, {cores} threads, {steps} timed steps; "
+               f"median of {len(rs)} rounds ({each('plain', 'samples_per_s')}); load per "
+               f"round {loads}")
+    report.add("train_ray1_sps", med("ray1", "samples_per_s"), "samples/s",
+               note=f"rounds {each('ray1', 'samples_per_s')}; fit() incl. start-up "
+               f"{each('ray1', 'fit_s', '{:.0f}')} s")
+    report.add("train_ray2_sps", med("ray2", "samples_per_s"), "samples/s",
+               note=f"2 x {w2_threads} thread(s), batch {batch} per worker; rounds "
+               f"{each('ray2', 'samples_per_s')}")
+    report.add("train1_vs_plain", med("train1_vs_plain"),
+               note=f"median of the rounds' ratios ({each('train1_vs_plain', fmt='{:.2f}')})")
+    report.add("train2_vs_train1", med("train2_vs_train1"),
+               note=f"median of the rounds' ratios ({each('train2_vs_train1', fmt='{:.2f}')})")
     report.details["train"] = out
     return out

@@ -16,7 +16,8 @@ input bytes, unchanged, with status ``no_face``; faces that are too small are co
 faces: the network's soft mask inside the beard zone over the face-oval area when masks are
 given, else the zone's area over the oval's), ``format``, ``width``, ``height``, ``style``,
 ``decode_s``, ``faces_s``, ``align_s``, ``network_s``, ``encode_s`` (paste back + encode), and
-``timings`` (the same seconds in one dict).
+``timings`` (the same seconds in one dict); from :func:`transform_image` also ``cpu_s``: this
+process's CPU seconds (all threads) in ``prepare``, ``network`` and ``apply``.
 """
 
 from __future__ import annotations
@@ -277,10 +278,14 @@ def transform_image(
     idx = style_index(model, style)
     if int(model.input_size) != int(opts.crop_size):
         opts = TransformOptions(**{**opts.__dict__, "crop_size": int(model.input_size)})
+    c0 = time.process_time()
     prep = prepare(data, key, opts, locator)
+    c1 = time.process_time()
     t0 = time.perf_counter()
     edited, masks = run_network(model, prep.crops, idx)
     prep.timings["network_s"] = time.perf_counter() - t0
+    c2 = time.process_time()
     out, info = apply(prep, edited, masks, style=style)
     info["network_s"] = prep.timings["network_s"]
+    info["cpu_s"] = {"prepare": c1 - c0, "network": c2 - c1, "apply": time.process_time() - c2}
     return out, info
