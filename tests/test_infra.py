@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from beardnet.infer import sizing
+
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "infra" / "k8s"
 DOCKERFILE = ROOT / "infra" / "docker" / "Dockerfile"
@@ -523,11 +525,14 @@ def test_transform_config_fits_its_cluster() -> None:
         assert cfg.ray.progress == "off", f"{where}: no progress bar in a pod"
         pods = _worker_cpus(spec["rayClusterSpec"])
         total = sum(c for c, _ in pods)
-        actors = cfg.ray.network_actors * cfg.ray.network_num_cpus
+        per_actor = cfg.ray.network_num_cpus or sizing.network_cpus(
+            total, sizing.DEFAULT_NETWORK_SHARE, cfg.ray.network_actors, cfg.ray.read_num_cpus,
+            cfg.ray.write_num_cpus)  # unset: sized at run time, from the default share at first
+        actors = cfg.ray.network_actors * per_actor
         # an actor pool taking every CPU starves the read tasks
         assert actors + cfg.ray.read_num_cpus + cfg.ray.write_num_cpus <= total, where
         assert actors <= 0.75 * total, f"{where}: leave CPUs for read/locate tasks"
-        assert cfg.ray.network_num_cpus <= min(c for c, _ in pods), where
+        assert per_actor <= min(c for c, _ in pods), where
         lease_ttl = cfg.job.lease_ttl_s
         assert lease_ttl < spec["activeDeadlineSeconds"], where
 

@@ -130,5 +130,30 @@ def run(report: Any, base_uri: str, *, quick: bool, s3: Any = None,
                    + ("; target < 1536" if mp == 24 else ""))
         report.add(f"mem_{mp}mp_actor_peak_mb", peaks["actor"], "MB")
         report.add(f"mem_{mp}mp_spilled_mb", spilled, "MB", note="object store spilling")
+        images = int(summary.get("images") or 0)
+        stage = summary.get("stage_s") or {}
+        if images:
+            report.add(f"stage_s_per_photo_{mp}mp", sum(stage.values()) / images, "s",
+                       note="the job's summed stage seconds per photo (" + ", ".join(
+                           f"{k[:-2]} {v / images:.2f}" for k, v in stage.items()) + ")")
+    out["locate_24mp"] = locate_big_photo(report)
     report.details["memory"] = out
     return out
+
+
+def locate_big_photo(report: Any) -> dict[str, Any]:
+    """Face location alone on a 6000x4000 JPEG with one face (reduced decode + locate, CPU
+    seconds, best of 2): the figures of ``locate_24mp_*``."""
+    from beardnet.bench.locator_bench import big_photo, locate_photo
+    from beardnet.faces import box_iou
+
+    data, truth = big_photo(0)
+    res = locate_photo(data, 48)
+    hit = any(box_iou(np.asarray(b, float), np.asarray(truth, float)) >= 0.5
+              for b in res["boxes"])
+    report.add("locate_24mp_cpu_s", res["locate_cpu_s"], "s",
+               note=f"6000x4000 JPEG, one face; decoded at {res['reduced'][0]}x"
+               f"{res['reduced'][1]} in {res['decode_cpu_s']:.2f} s CPU; target <= 0.5")
+    report.add("locate_24mp_faces", res["faces"],
+               note=f"faces found (1 is right; the true face {'found' if hit else 'MISSED'})")
+    return {**res, "truth": truth, "hit": hit}

@@ -22,6 +22,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "faces_share_of_photo": ("<=", 0.25),
     "locator_hit_rate": (">=", 0.98),
     "false_faces_per_100_photos": ("<=", 1.0),
+    "locate_24mp_cpu_s": ("<=", 0.5),
     "train1_vs_plain": (">=", 0.95),
     "train2_vs_train1": (">=", 1.0),
     "sampler_10m_s": ("<", 2.0),
