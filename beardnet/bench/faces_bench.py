@@ -98,7 +98,7 @@ def locate_scenes(
 
 def tile_sweep(
     items: Sequence[dict[str, Any]],
-    settings: Sequence[str] = ("m48-det32", "m48-det24", "m48-frac1/12"),
+    settings: Sequence[str] = ("m48-det28-ov50", "m48-det28", "m48-det24"),
     min_face_px: int = 48,
 ) -> list[dict[str, Any]]:
     """Locator cost vs hit rate for several smallest-face settings
