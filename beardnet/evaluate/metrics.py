@@ -78,15 +78,21 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _dog_grey(x: np.ndarray) -> np.ndarray:
-    """Difference of Gaussians (sigma 1 - sigma 3) of the grey of ``x`` [B,H,W,C] in [0,1],
-    in grey levels (0..255)."""
+def detail_band(grey: np.ndarray) -> np.ndarray:
+    """The hair-detail band of a 2-D grey image: difference of Gaussians, sigma 1 minus sigma 3
+    (the texture measure of the synthetic and the real-photo metrics alike)."""
     import cv2
 
+    return cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 3.0)
+
+
+def _dog_grey(x: np.ndarray) -> np.ndarray:
+    """:func:`detail_band` of the grey of each image of ``x`` [B,H,W,C] in [0,1], in grey
+    levels (0..255)."""
     g = x[..., :3].mean(-1) * 255.0 if x.shape[-1] >= 3 else x[..., 0] * 255.0
     out = np.empty_like(g)
     for i in range(g.shape[0]):
-        out[i] = cv2.GaussianBlur(g[i], (0, 0), 1.0) - cv2.GaussianBlur(g[i], (0, 0), 3.0)
+        out[i] = detail_band(g[i])
     return out
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from beardnet.evaluate.metrics import detail_band
 from beardnet.evaluate.real_zones import ADDITION_STYLES, FaceZones, dilate, erode
 
 PSNR_CAP = 99.0
@@ -106,8 +107,7 @@ def texture(
     x0, x1 = max(0, xs.min() - pad), min(image.shape[1], xs.max() + pad + 1)
     crop = image[y0:y1, x0:x1]
     grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    dog = cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 3.0)
-    return float(dog[m[y0:y1, x0:x1]].std())
+    return float(detail_band(grey)[m[y0:y1, x0:x1]].std())
 
 
 def mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
