@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile
 
+from beardnet.infer import png
+
 # We check the pixel count ourselves (``max_pixels``) before decoding; PIL's own global check
 # would only warn, or raise a differently typed error above 2x its limit (mapped below).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -56,7 +58,6 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_MAX_PIXELS = 50_000_000
 _ORIENTATION_TAG = 0x0112
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class BadImage(ValueError):
@@ -99,25 +100,6 @@ class Decoded:
         return self.original_mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
-def _check_png_crcs(data: bytes, key: str) -> None:
-    """Walk the PNG chunks and verify every CRC (PIL does not check IDAT CRCs)."""
-    pos = len(_PNG_SIGNATURE)
-    n = len(data)
-    while pos + 8 <= n:
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        ctype = data[pos + 4 : pos + 8]
-        end = pos + 8 + length
-        if end + 4 > n:
-            raise BadImage("truncated", f"PNG chunk {ctype!r} ends past the data", key)
-        crc = struct.unpack(">I", data[end : end + 4])[0]
-        if zlib.crc32(data[pos + 4 : end]) & 0xFFFFFFFF != crc:
-            raise BadImage("bad_crc", f"PNG chunk {ctype.decode('latin-1')!r} has a bad CRC", key)
-        pos = end + 4
-        if ctype == b"IEND":
-            return
-    raise BadImage("truncated", "PNG has no IEND chunk", key)
-
-
 def _to_uint8(arr: np.ndarray, sixteen_bit: bool) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -130,21 +112,6 @@ def _to_uint8(arr: np.ndarray, sixteen_bit: bool) -> np.ndarray:
     f = arr.astype(np.float64)
     top = 1.0 if f.max(initial=0.0) <= 1.0 else 255.0
     return np.clip(np.rint(f * (255.0 / top)), 0, 255).astype(np.uint8)
-
-
-def _read_16bit_png(data: bytes) -> np.ndarray | None:
-    """16-bit RGB(A) PNGs: PIL reduces them to 8 bits by truncation; OpenCV keeps 16 bits."""
-    import cv2  # local: heavy import
-
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.dtype != np.uint16:
-        return None
-    arr8 = np.clip(np.rint(arr.astype(np.float32) / 257.0), 0, 255).astype(np.uint8)
-    if arr8.ndim == 3 and arr8.shape[2] == 3:
-        return arr8[:, :, ::-1].copy()
-    if arr8.ndim == 3 and arr8.shape[2] == 4:
-        return arr8[:, :, [2, 1, 0, 3]].copy()
-    return arr8
 
 
 def _open(data: bytes, key: str) -> Image.Image:
@@ -193,7 +160,9 @@ def decode(
     if getattr(img, "n_frames", 1) > 1 and fmt != "jpeg":
         raise BadImage("animated", f"{img.n_frames} frames", key)
     if fmt == "png":
-        _check_png_crcs(data, key)
+        problem = png.chunk_problem(data)
+        if problem is not None:
+            raise BadImage(*problem, key)
     reduce = max(1, int(reduce))
     target = (max(1, -(-w // reduce)), max(1, -(-h // reduce)))
     if reduce > 1 and fmt == "jpeg":
@@ -223,7 +192,7 @@ def decode(
     if png16 and mode in ("RGB", "RGBA"):
         # IHDR bit depth byte is 16: PIL already truncated to 8 bits; re-read with rounding.
         bit_depth = 16
-        arr16 = _read_16bit_png(data)
+        arr16 = png.read_16bit(data)
 
     alpha: np.ndarray | None = None
     if arr16 is not None:

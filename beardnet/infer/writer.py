@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from beardnet.infer.png import PNG_SIGNATURE
 
 
 def write_photo(uri: str, data: bytes, s3: Any = None) -> None:
@@ -17,7 +17,7 @@ def write_photo(uri: str, data: bytes, s3: Any = None) -> None:
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "image/jpeg"),
-    (_PNG_SIGNATURE, "image/png"),
+    (PNG_SIGNATURE, "image/png"),
     (b"BM", "image/bmp"),
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
