@@ -1,12 +1,13 @@
 """Start or join Ray the same way everywhere.
 
-:func:`init_ray` joins ``RAY_ADDRESS`` when set, else starts a local Ray without dashboard and
-with a bounded object store and its workers at the driver's priority. Non-secret S3 settings (endpoint, region, profile) and
-``PYTHONPATH`` (so workers import this project) reach workers through ``runtime_env`` env vars;
-credentials never do: each worker resolves them in its own environment (boto3's chain: env from
-a Secret, pod identity, instance role, ...). Workers of a local Ray inherit the driver's
-environment. Switches such as ``RAY_AUTH_MODE`` or ``AWS_EC2_METADATA_DISABLED`` are the
-caller's business (the test harness sets them), never this module's.
+:func:`init_ray` joins ``RAY_ADDRESS`` when set, else starts a local Ray without dashboard,
+with a bounded object store and its workers at the driver's priority. Non-secret S3 settings
+(endpoint, region, profile) and ``PYTHONPATH`` (so workers import this project) reach workers
+through ``runtime_env`` env vars; credentials never do: each worker resolves them in its own
+environment (boto3's chain: env from a Secret, pod identity, instance role, ...). Workers of a
+local Ray inherit the driver's environment. Switches such as ``RAY_AUTH_MODE`` or
+``AWS_EC2_METADATA_DISABLED`` are the caller's business (the test harness sets them), never
+this module's.
 """
 
 from __future__ import annotations

@@ -47,3 +47,17 @@ def test_blocks_ramp_up_to_block_rows_and_cover_every_row_once() -> None:
         assert covered == list(range(n)), (n, rows)
         assert all(0 < k <= rows for _, k in bounds)
     assert block_bounds(5, 8) == [(0, 5)]  # one block when the run fits the first
+
+
+def test_size_network_keeps_a_configured_value_and_sizes_an_unset_one(tmp_path) -> None:
+    from beardnet.infer.config import RaySection
+
+    out = tmp_path.as_uri()
+    assert sizing.size_network(RaySection(network_num_cpus=1.5), 8, out) == {
+        "network_num_cpus": 1.5}
+    assert sizing.size_network(RaySection(), 8, out) == {
+        "network_share": 0.26, "share_from": "default", "network_num_cpus": 2.0}
+    runlog.write_summary(out, "20261201T000000Z-aaaaaa",
+                         {"images": 100, "stage_share": {"network_s": 0.1}})
+    assert sizing.size_network(RaySection(), 8, out) == {
+        "network_share": 0.1, "share_from": "earlier run", "network_num_cpus": 0.75}

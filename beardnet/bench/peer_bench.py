@@ -127,9 +127,7 @@ def run_peer(
     cpu = sum(getattr(b, k) - getattr(a, k) for a, b in ((ru0, ru1), (rc0, rc1))
               for k in ("ru_utime", "ru_stime"))
     n = len(paths)
-    done.sort()
-    k = max(1, n // 10)
-    steady = (n - k) / (done[-1] - done[k - 1]) if n > k and done[-1] > done[k - 1] else None
+    steady = steady_rate(done)
     return {
         "photos": n,
         "workers": workers,
@@ -143,9 +141,17 @@ def run_peer(
         "faces_share": (sum(c.get("faces_wall", 0.0) for c in costs)
                         / max(1e-9, sum(c.get("wall", 0.0) for c in costs))),
         "status": statuses,
-        "first_done_s": done[0] - t0 if done else None,
+        "first_done_s": min(done) - t0 if done else None,
         "load": os.getloadavg()[0],
     }
+
+
+def steady_rate(done: list[float]) -> float | None:
+    """Photos per second after the first tenth: the photos after it over the time from the
+    first tenth's last completion to the last one (``done``: completion times, any order)."""
+    t = sorted(done)
+    n, k = len(t), max(1, len(done) // 10)
+    return (n - k) / (t[-1] - t[k - 1]) if n > k and t[-1] > t[k - 1] else None
 
 
 def _mean_ms(costs: list[dict[str, float]], parts: tuple[str, ...]) -> float | None:
@@ -180,10 +186,7 @@ def run_transform_folder(
     stage = {k: float(v) for k, v in (summary.get("stage_s") or {}).items()}
     # steady state as for the peer: photos after the first tenth over the time from the first
     # tenth's last write to the last write (output files' mtimes; the job's metadata excluded)
-    done = sorted(p.stat().st_mtime for p in Path(out_dir).iterdir() if p.is_file())
-    n = len(done)
-    k = max(1, n // 10)
-    steady = (n - k) / (done[-1] - done[k - 1]) if n > k and done[-1] > done[k - 1] else None
+    steady = steady_rate([p.stat().st_mtime for p in Path(out_dir).iterdir() if p.is_file()])
     return {
         "photos": images,
         "wall_s": wall,

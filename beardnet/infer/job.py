@@ -300,17 +300,8 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
     r = cfg.ray
     init_ray(num_cpus=r.num_cpus, object_store_mb=r.object_store_mb, s3=s3)
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    net_cpus = r.network_num_cpus
-    if net_cpus is None:
-        share = sizing.previous_network_share(cfg.job.output, s3)
-        sized["network_share"] = share if share is not None else sizing.DEFAULT_NETWORK_SHARE
-        sized["share_from"] = "earlier run" if share is not None else "default"
-        net_cpus = sizing.network_cpus(total, sized["network_share"], r.network_actors,
-                                       r.read_num_cpus, r.write_num_cpus)
-    sized["network_num_cpus"] = net_cpus
-    log.info("network actors: %d x %g CPU (%s)", r.network_actors, net_cpus,
-             "configured" if r.network_num_cpus is not None else
-             f"network share {sized['network_share']:.2f}, {sized['share_from']}")
+    sized.update(sizing.size_network(r, total, cfg.job.output, s3))
+    net_cpus = sized["network_num_cpus"]
     need = r.network_actors * net_cpus + r.read_num_cpus + r.write_num_cpus
     if need > total + 1e-9:
         raise TransformFailed(

@@ -67,3 +67,25 @@ def network_cpus(
     room = (total_cpus - read_num_cpus - write_num_cpus) / max(1, actors)
     want = round(total_cpus * max(0.0, network_share) / max(1, actors) * 4) / 4
     return max(0.25, min(want, room))
+
+
+def size_network(ray_cfg: Any, total_cpus: float, output_uri: str, s3: Any = None
+                 ) -> dict[str, Any]:
+    """The job's choice for its ``[ray]`` section on a cluster of ``total_cpus``:
+    ``network_num_cpus`` (configured, or sized as in the module docstring, then with the
+    ``network_share`` used and where it came from, ``share_from``); logged, and recorded as
+    the run summary's ``sizing``."""
+    r = ray_cfg
+    if r.network_num_cpus is not None:
+        log.info("network actors: %d x %g CPU (configured)", r.network_actors, r.network_num_cpus)
+        return {"network_num_cpus": r.network_num_cpus}
+    share = previous_network_share(output_uri, s3)
+    out: dict[str, Any] = {
+        "network_share": share if share is not None else DEFAULT_NETWORK_SHARE,
+        "share_from": "earlier run" if share is not None else "default",
+    }
+    out["network_num_cpus"] = network_cpus(total_cpus, out["network_share"], r.network_actors,
+                                           r.read_num_cpus, r.write_num_cpus)
+    log.info("network actors: %d x %g CPU (network share %.2f, %s)", r.network_actors,
+             out["network_num_cpus"], out["network_share"], out["share_from"])
+    return out
