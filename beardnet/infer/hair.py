@@ -99,5 +99,4 @@ def draw_added_hair(
         import cv2
 
         g = cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    drawn = draw_beard(image, rf, look, rng, guide=g)
-    image[y0:y1, x0:x1] = drawn.image[y0:y1, x0:x1]
+    draw_beard(image, rf, look, rng, guide=g, in_place=True)

@@ -8,6 +8,8 @@ Face-local coordinates are fractions of the canonical crop side for the cartoon 
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import cv2
 import numpy as np
 
@@ -27,18 +29,29 @@ class Canvas:
         # A: 2x3, face-local -> output pixel coordinates (continuous, pixel centres at i+0.5)
         self.A = np.asarray(A, np.float64)
         self.w, self.h, self.ss = width, height, ss
-        W, H = width * ss, height * ss
-        Ainv = cv2.invertAffineTransform(self.A)
-        xs = (np.arange(W, dtype=np.float32) + 0.5) / ss
-        ys = (np.arange(H, dtype=np.float32) + 0.5) / ss
-        self.u = (Ainv[0, 0] * xs[None, :] + Ainv[0, 1] * ys[:, None] + Ainv[0, 2]).astype(
-            np.float32
-        )
-        self.v = (Ainv[1, 0] * xs[None, :] + Ainv[1, 1] * ys[:, None] + Ainv[1, 2]).astype(
-            np.float32
-        )
+        self.shape = (height * ss, width * ss)
         # supersampled pixels per face-local unit
         self.ppu = float(np.sqrt(abs(np.linalg.det(self.A[:, :2])))) * ss
+
+    @cached_property
+    def _uv(self) -> tuple[np.ndarray, np.ndarray]:
+        H, W = self.shape
+        Ainv = cv2.invertAffineTransform(self.A)
+        xs = (np.arange(W, dtype=np.float32) + 0.5) / self.ss
+        ys = (np.arange(H, dtype=np.float32) + 0.5) / self.ss
+        u = Ainv[0, 0] * xs[None, :] + Ainv[0, 1] * ys[:, None] + Ainv[0, 2]
+        v = Ainv[1, 0] * xs[None, :] + Ainv[1, 1] * ys[:, None] + Ainv[1, 2]
+        return u.astype(np.float32), v.astype(np.float32)
+
+    @property
+    def u(self) -> np.ndarray:
+        """Face-local u of every supersampled pixel centre (computed on first use)."""
+        return self._uv[0]
+
+    @property
+    def v(self) -> np.ndarray:
+        """Face-local v of every supersampled pixel centre (computed on first use)."""
+        return self._uv[1]
 
     def cov(self, d: np.ndarray, feather: float = 0.0) -> np.ndarray:
         """Coverage in [0, 1] from a signed distance (anti-aliased edge, optional feather)."""

@@ -33,6 +33,10 @@ TONE_P = (0.18, 0.22, 0.22, 0.18, 0.12, 0.08)
 MAX_STRANDS = 60000
 #: Beard-mask threshold on the drawn hair's alpha.
 MASK_THRESHOLD = 0.1
+#: A strand's tip half is drawn at this coverage (its root half full).
+TIP = 140 / 255
+#: Amplitude of the under-layer's grain on the layer grid.
+GRAIN = 0.25
 
 
 @dataclass
@@ -80,32 +84,45 @@ def _roots(
     return uv[:, 0], uv[:, 1]
 
 
+def field_supersample(d_px: float) -> int:
+    """Grid factor of the smooth layers (density, clip, lighting, under-layer, shadow): 2 for
+    faces under 50 px of eye distance (their noise needs the room), else the photo's pixels."""
+    return 2 if d_px < 50 else 1
+
+
 def draw_beard(
     image: np.ndarray,
     rf: RealFace,
     look: BeardLook,
     rng: np.random.Generator,
     guide: np.ndarray | None = None,
+    in_place: bool = False,
 ) -> Drawn:
     """Draw ``look`` onto face ``rf`` of the RGB uint8 ``image`` (see module docstring).
     ``guide`` (float 0..1 over ``rf.roi``, photo pixels) scales the hair density: where a
-    network put the beard (:mod:`beardnet.infer.hair`)."""
+    network put the beard (:mod:`beardnet.infer.hair`). ``in_place``: draw into ``image``
+    itself (``Drawn.image`` is then ``image``) instead of a copy."""
     x0, y0, x1, y1 = rf.roi
     w, h = x1 - x0, y1 - y0
-    ss = supersample_for(rf.d)
+    ss, sf = supersample_for(rf.d), field_supersample(rf.d)
     A = rf.A.copy()
     A[:, 2] -= (x0, y0)
-    cv = Canvas(A, w, h, ss)
+    # smooth layers on a grid of ``sf`` x the photo's pixels; strands on ``ss`` x
+    cv = Canvas(A, w, h, sf)
     H, W = cv.u.shape
-    clip = clip_layers(rf, cv)
+    fine = cv.ppu * ss / sf  # strand-canvas pixels per face unit
+    # the clip on a grid twice as fine, area-averaged: its anti-aliased edge stays within a
+    # pixel of the oval
+    clip = _down(clip_layers(rf, Canvas(A, w, h, 2 * sf)), 2)
     dens = density_field(rf, look, cv, rng) * (clip > 0.5)
     if guide is not None:
-        dens = dens * cv2.resize(np.asarray(guide, np.float32), (W, H),
-                                 interpolation=cv2.INTER_LINEAR)
-    light = cv2.resize(rf.light, (W, H), interpolation=cv2.INTER_LINEAR)
+        g = np.asarray(guide, np.float32)
+        dens = dens * (g if g.shape == (H, W) else
+                       cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR))  # fmt: skip
+    light = rf.light if sf == 1 else cv2.resize(rf.light, (W, H), interpolation=cv2.INTER_LINEAR)
     # under-layer: hair colour with a fine grain, following the density
     grain = _noise(rng, H, W, (max(1, int(0.004 * cv.ppu)), max(2, int(0.02 * cv.ppu))))
-    fill_a = look.fill * np.clip(dens, 0, 1) * np.clip(0.8 + 0.25 * grain, 0.3, 1.3)
+    fill_a = look.fill * np.clip(dens, 0, 1) * np.clip(0.8 + GRAIN * grain, 0.3, 1.3)
     col = np.empty((H, W, 3), np.float32)
     col[:] = look.colour * 0.95
     alpha = fill_a.astype(np.float32)
@@ -117,22 +134,25 @@ def draw_beard(
         ang = flow_angles(rf, look, ru, rv) + rng.normal(0, look.spread, n)
         k = max(3, int(0.12 * cv.ppu))
         swirl = _noise(rng, H, W, (k, k))
-        pu = np.clip(((ru * cv.A[0, 0] + rv * cv.A[0, 1] + cv.A[0, 2]) * ss).astype(int), 0, W - 1)
-        pv = np.clip(((ru * cv.A[1, 0] + rv * cv.A[1, 1] + cv.A[1, 2]) * ss).astype(int), 0, H - 1)
+        pu = np.clip(((ru * cv.A[0, 0] + rv * cv.A[0, 1] + cv.A[0, 2]) * sf).astype(int), 0, W - 1)
+        pv = np.clip(((ru * cv.A[1, 0] + rv * cv.A[1, 1] + cv.A[1, 2]) * sf).astype(int), 0, H - 1)
         ang = ang + 0.45 * swirl[pv, pu]
         length = rng.uniform(*look.length, n) * rng.choice([1.0, 1.0, 1.0, 0.5], n)
         bend = rng.normal(0, 0.13, n) * length
         curves = strands.strand_curves(np.stack([ru, rv], 1), ang, length, bend, points=5)
-        fixed = strands.to_fixed(cv.to_px(curves.reshape(-1, 2)).reshape(n, 5, 2))
-        thick = max(1, round(cv.ppu * 0.0022))
+        fixed = strands.to_fixed(cv.to_px(curves.reshape(-1, 2)).reshape(n, 5, 2) * (ss / sf))
+        thick = max(1, round(fine * 0.0022))
         groups = rng.choice(len(TONES) + 1, n, p=_tone_p(look.grey))
         colours = [np.clip(look.colour * t, 0, 1) for t in TONES]
         colours.append(
             np.clip(np.array([0.62, 0.6, 0.58], np.float32) * float(rng.uniform(0.75, 1.05)), 0, 1)
         )
-        full = strands.rasterise(fixed, groups, len(colours), (H, W), thick)
-        root = dict(strands.rasterise(fixed[:, :3], groups, len(colours), (H, W), thick))
-        tapered = ((gi, np.maximum((m.astype(np.uint16) * 140 // 255).astype(np.uint8), root[gi]))
+        shape = (H * ss // sf, W * ss // sf)
+        full = strands.rasterise(fixed, groups, len(colours), shape, thick)
+        root = dict(strands.rasterise(fixed[:, :3], groups, len(colours), shape, thick))
+        # tips at 55 % coverage, the first half full; then area-averaged onto the layer grid
+        tapered = ((gi, cv2.resize(cv2.max(cv2.convertScaleAbs(m, alpha=TIP), root[gi]), (W, H),
+                                   interpolation=cv2.INTER_AREA))
                    for gi, m in full)  # fmt: skip
         col, alpha = strands.paint(col, alpha, tapered, colours, look.opacity)
     col = col * np.power(light, 0.9)[..., None]
@@ -141,9 +161,9 @@ def draw_beard(
     # the shadow fades with the clip (never onto lips or nose, whose clip edge is soft)
     shadow = look.shadow * cv2.GaussianBlur(np.clip(dens, 0, 1) * clip, (0, 0), sig) \
         * np.where(clip > 0.05, clip, 0.0)
-    a_n = _down(alpha, ss)
-    c_n = _down((col * alpha[..., None]).astype(np.float32), ss)
-    s_n = _down(shadow.astype(np.float32), ss)
+    a_n = _down(alpha, sf)
+    c_n = _down((col * alpha[..., None]).astype(np.float32), sf)
+    s_n = _down(shadow.astype(np.float32), sf)
     a_n[a_n < 1e-3] = 0
     s_n[s_n < 1e-3] = 0
     orig = image[y0:y1, x0:x1].astype(np.float32) / 255.0
@@ -151,7 +171,7 @@ def draw_beard(
     out = orig * (1 - s_n[..., None] * tint) * (1 - a_n[..., None]) + c_n
     out8 = np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
     changed = (a_n > 0) | (s_n > 0)
-    res = image.copy()
+    res = image if in_place else image.copy()
     res[y0:y1, x0:x1] = np.where(changed[..., None], out8, image[y0:y1, x0:x1])
     return Drawn(res, a_n, s_n, rf.roi, n, ss)
 

@@ -173,7 +173,7 @@ def density_field(
 
 
 def _coverage(cv: Canvas, polys: list[np.ndarray], blur_units: float = 0.0) -> np.ndarray:
-    H, W = cv.u.shape
+    H, W = cv.shape
     m = np.zeros((H, W), np.uint8)
     for p in polys:
         q = np.round((cv.to_px(np.asarray(p, np.float64)) - 0.5) * 16).astype(np.int32)

@@ -135,7 +135,10 @@ def measure(image: np.ndarray, face: Face) -> RealFace:
     lm_px = np.asarray(face.landmarks, np.float64)
     lm = lm_px @ Ainv[:, :2].T + Ainv[:, 2]
     h, w = image.shape[:2]
-    img = image.astype(np.float32) / 255.0
+
+    def img(ys: slice, xs: slice) -> np.ndarray:  # only the regions used, not the whole photo
+        return image[ys, xs].astype(np.float32) / 255.0
+
     # skin: discs on both cheeks
     r = max(2.0, 0.08 * d)
     samples = []
@@ -146,21 +149,25 @@ def measure(image: np.ndarray, face: Face) -> RealFace:
         if x1 <= x0 or y1 <= y0:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        samples.append(img[y0:y1, x0:x1][(xx - x) ** 2 + (yy - y) ** 2 <= r * r])
-    skin_px = np.concatenate(samples) if samples else img.reshape(-1, 3)
+        samples.append(img(slice(y0, y1), slice(x0, x1))[(xx - x) ** 2 + (yy - y) ** 2 <= r * r])
+    if not samples:  # both cheeks off the photo: the face's own box
+        fx0, fy0 = np.clip(np.floor(lm_px.min(0)).astype(int), 0, [w - 1, h - 1])
+        fx1, fy1 = np.clip(np.ceil(lm_px.max(0)).astype(int) + 1, [fx0 + 1, fy0 + 1], [w, h])
+        samples.append(img(slice(fy0, fy1), slice(fx0, fx1)).reshape(-1, 3))
+    skin_px = np.concatenate(samples)
     skin = np.median(skin_px, axis=0)
     # brows (rasterised in their own box)
     bp = lm_px[list(BROWS[0] + BROWS[1])]
     bx0, by0 = np.clip(np.floor(bp.min(0)).astype(int), 0, [w - 1, h - 1])
     bx1, by1 = np.clip(np.ceil(bp.max(0)).astype(int) + 1, [bx0 + 1, by0 + 1], [w, h])
     bm = _poly_mask((by1 - by0, bx1 - bx0), [lm_px[list(b)] - [bx0, by0] for b in BROWS])
-    brow_px = img[by0:by1, bx0:bx1][bm]
+    brow_px = img(slice(by0, by1), slice(bx0, bx1))[bm]
     brow = _dark_colour(brow_px) if len(brow_px) >= 6 else skin * 0.5
     contrast = float(luminance(brow) / max(float(luminance(skin)), 1e-3))
     # lighting over the lower-face ROI
     box = roi_box(A, image.shape, lm[list(FACE_OVAL)])
     x0, y0, x1, y1 = box
-    sub = img[y0:y1, x0:x1]
+    sub = img(slice(y0, y1), slice(x0, x1))
     off = np.array([x0, y0], np.float64)
     oval = _poly_mask(sub.shape[:2], [lm_px[list(FACE_OVAL)] - off])
     holes = _poly_mask(
