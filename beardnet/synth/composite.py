@@ -1,18 +1,21 @@
 """Draw a beard of hair strands onto a real photo, at the photo's own resolution.
 
-:func:`draw_beard` works on the lower-face box of one face (:class:`RealFace`): a canvas 2-4x
-the photo's resolution (:func:`supersample_for`) in the face frame, where
+:func:`draw_beard` works on the lower-face box of one face (:class:`RealFace`), on two grids in
+the face frame: the smooth layers on the photo's own pixels (:func:`field_supersample`: twice as
+fine for small faces), the strands on a canvas 2-4x finer (:func:`supersample_for`):
 
 1. a density field (:mod:`beardnet.synth.hairzones`) gives where hair grows and how densely;
 2. a thin under-layer (hair colour, fine grain) fills between strands;
 3. strands (:mod:`beardnet.synth.strands`, shared with the cartoon faces) are rooted by the
-   density, follow the face's hair flow, taper towards the tip, vary in tone and are lit by the
-   face's own lighting map;
+   density, follow the face's hair flow, taper towards the tip and vary in tone; each tone
+   group's strands are rasterised on the fine canvas and area-averaged onto the layer grid,
+   then laid over the under-layer and lit by the face's own lighting map;
 4. everything is clipped to the face oval and off lips and nose, and a faint shadow darkens the
-   skin under dense hair;
+   skin under dense hair.
 
-then the canvas is area-averaged down to the photo's pixels. Pixels where neither hair nor shadow
-lands keep their exact original values (:attr:`Drawn.changed` is the support).
+Pixels where neither hair nor shadow lands keep their exact original values
+(:attr:`Drawn.changed` is the support). Only the strands need the fine canvas: computing the
+smooth layers on it too cost 3-4x as much for the same picture (README, "Throughput").
 """
 
 from __future__ import annotations
