@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,6 @@ SCALE = 128.0  # x/y/w/h scale of the box decoder
 SCORE_CLIP = 100.0
 NMS_IOU = 0.3
 NUM_KEYPOINTS = 6
-SLICE_ADD = True
 
 
 def default_model_path() -> str:
@@ -46,7 +45,7 @@ def default_model_path() -> str:
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("mediapipe is not installed: pass model_path")
-    root = list(spec.submodule_search_locations)[0]
+    root = next(iter(spec.submodule_search_locations))
     return os.path.join(root, "modules", "face_detection", "face_detection_short_range.tflite")
 
 
@@ -83,11 +82,6 @@ def _same_pad(size: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-#: Fused activations as oneDNN post-ops: (attr, scalars).
-_POST = {None: ("none", []), "RELU": ("relu", []), "RELU6": ("hardtanh", [0.0, 6.0]),
-         "RELU_N1_TO_1": ("hardtanh", [-1.0, 1.0]), "TANH": ("tanh", [])}
-
-
 def _act_(x: torch.Tensor, name: str | None) -> torch.Tensor:
     """Activation ``name`` applied to ``x`` in place."""
     if name is None:
@@ -98,27 +92,14 @@ def _act_(x: torch.Tensor, name: str | None) -> torch.Tensor:
     return x.clamp_(lo, hi)
 
 
-def _mkldnn_ok() -> bool:
-    """Whether oneDNN's fused conv ops (``conv + add + activation`` in one pass) work here."""
-    try:
-        x, w = torch.ones(1, 2, 3, 3), torch.ones(2, 2, 1, 1)
-        pw = torch.ops.mkldnn._convolution_pointwise
-        y = pw.binary(x, x.clone(), w, None, [0, 0], [1, 1], [1, 1], 1, "add", None, "relu",
-                      [], "")
-        return bool(torch.allclose(y, F.relu(F.conv2d(x, w) + x)))
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class TfliteNet(torch.nn.Module):
     """A float TFLite graph as torch ops on NCHW (channels-last) activations; the graph is
-    NHWC, so RESHAPE/CONCATENATION/PAD translate axes. A conv absorbs a following ADD (of a
-    tensor not needed afterwards: summed in place) and RELU; tensors are freed after last use."""
+    NHWC, so RESHAPE/CONCATENATION/PAD translate axes. A conv absorbs a following ADD and
+    RELU, done in place (fresh allocations cost page faults); tensors are freed after last use."""
 
-    def __init__(self, model: TfModel, fuse: bool | None = None) -> None:
+    def __init__(self, model: TfModel) -> None:
         super().__init__()
         self.inputs, self.outputs = model.inputs, model.outputs
-        self.mkldnn = _mkldnn_ok() if fuse is None else fuse
         consts = {i: t.data for i, t in enumerate(model.tensors) if t.data is not None}
         shapes = {i: t.shape for i, t in enumerate(model.tensors)}
         ops = model.ops
@@ -129,15 +110,16 @@ class TfliteNet(torch.nn.Module):
         # A zero PAD of trailing channels read only by an ADD with a conv: never materialised,
         # the conv adds the unpadded tensor to its first channels instead.
         made = {op.outputs[0]: op for op in ops}
-        virtual = {}
-        for op in ops:
-            if op.op == "ADD" and SLICE_ADD:
-                for a, b in (op.inputs[:2], op.inputs[1::-1]):
-                    p, c = made.get(a), made.get(b)
-                    if (p is not None and p.op == "PAD" and len(users[a]) == 1 and c is not None
-                            and c.op.endswith("CONV_2D") and len(users[b]) == 1
-                            and not consts[p.inputs[1]][:3].any() and consts[p.inputs[1]][3][0] == 0):
-                        virtual[a] = p.inputs[0]
+        virtual: dict[int, int] = {}
+        for op in (op for op in ops if op.op == "ADD"):
+            for a, b in (op.inputs[:2], op.inputs[1::-1]):
+                p, c = made.get(a), made.get(b)
+                if (p is None or c is None or p.op != "PAD" or not c.op.endswith("CONV_2D")
+                        or c.options.get("activation") or len(users[a]) + len(users[b]) != 2):
+                    continue
+                rows = consts[p.inputs[1]]
+                if not rows[:3].any() and rows[3][0] == 0:
+                    virtual[a] = p.inputs[0]
         fresh: set[int] = set()  # tensors owned by one step (no views): may be summed into
         done: set[int] = set()
         steps: list[tuple[int, Callable[..., torch.Tensor], list[int], int]] = []
@@ -165,33 +147,33 @@ class TfliteNet(torch.nn.Module):
                     done.add(nxt[0])
                 fn = self._conv(f"w{n}", op.op == "DEPTHWISE_CONV_2D", consts[ins[1]],
                                 consts.get(ins[2]) if len(ins) > 2 else None,
-                                shapes[ins[0]], o, act, other is not None, inplace)
+                                shapes[ins[0]], o, act, inplace)
                 # runs where the last op it absorbs ran (``other`` may be made after the conv)
                 steps.append((at, fn, [ins[0]] + ([other] if other is not None else []), final))
                 fresh.add(final)
                 continue
             if out in virtual:
                 continue
+            act = o.get("activation")
             if op.op == "MAX_POOL_2D":
                 fn = self._pool(shapes[ins[0]], o)
             elif op.op == "ADD":
-                fn = lambda a, b, act=o.get("activation"): _act_(a + b, act)  # noqa: E731
+                fn = lambda a, b, act=act: _act_(a + b, act)
             elif op.op in ("RELU", "RELU6"):
-                fn = lambda x, act=op.op: _act_(x.clone(), act)  # noqa: E731
+                fn = lambda x, act=op.op: _act_(x.clone(), act)
             elif op.op == "PAD":
                 p = consts[ins[1]].astype(int)  # NHWC rows of (before, after)
                 if p[0].any():
                     raise NotImplementedError("PAD on the batch axis")
-                fn = lambda x, pads=[*p[2], *p[1], *p[3]]: F.pad(x, pads)  # noqa: E731
+                fn = lambda x, pads=[*p[2], *p[1], *p[3]]: F.pad(x, pads)
             elif op.op == "RESHAPE":
                 tail, four = tuple(shapes[out][1:]), len(shapes[ins[0]]) == 4
-                fn = lambda x, tail=tail, four=four: (  # noqa: E731
+                fn = lambda x, tail=tail, four=four: (
                     x.permute(0, 2, 3, 1) if four else x).reshape(x.shape[0], *tail)
             elif op.op == "CONCATENATION":
                 axis = o.get("axis", 0) % len(shapes[out])
                 axis = (0, 2, 3, 1)[axis] if len(shapes[out]) == 4 else axis
-                fn = lambda *xs, axis=axis, act=o.get("activation"): _act_(  # noqa: E731
-                    torch.cat(xs, axis), act)
+                fn = lambda *xs, axis=axis, act=act: _act_(torch.cat(xs, axis), act)
             else:
                 raise NotImplementedError(f"TFLite op {op.op}")
             steps.append((n, fn, list(ins[:1] if op.op == "PAD" else ins), out))
@@ -205,10 +187,10 @@ class TfliteNet(torch.nn.Module):
                      for k, (_, ins, _) in enumerate(self.steps)]
 
     def _conv(self, name: str, depthwise: bool, w: np.ndarray, b: np.ndarray | None,
-              in_shape: tuple[int, ...], o: dict, act: str | None, binary: bool,
+              in_shape: tuple[int, ...], o: dict, act: str | None,
               inplace: bool | str) -> Callable[..., torch.Tensor]:
-        """One conv step: ``f(x[, other])`` = act(conv(x) [+ other]), ``other`` summed in
-        place when ``inplace``."""
+        """One conv step: ``f(x[, other])`` = act(conv(x) [+ other]); ``other`` is summed into
+        in place when ``inplace`` is True, added to the first channels when it is "slice"."""
         # TFLite: conv [out, kh, kw, in]; depthwise [1, kh, kw, out] -> torch OIHW.
         w = w.astype(np.float32)
         wt = w.transpose(3, 0, 1, 2) if depthwise else w.transpose(0, 3, 1, 2)
@@ -223,31 +205,15 @@ class TfliteNet(torch.nn.Module):
             pad = (*_same_pad(in_shape[2], kw, s[1], d[1]), *_same_pad(in_shape[1], kh, s[0], d[0]))
         sym = pad[0] == pad[1] and pad[2] == pad[3]
         cpad = [pad[2], pad[0]] if sym else [0, 0]
-        mk = torch.ops.mkldnn if self.mkldnn else None
-        attr, scalars = _POST.get(act, (None, []))
-        if attr is None:
-            mk = None  # an activation oneDNN is not given: plain torch
 
         def conv(x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
             if not sym:
                 x = F.pad(x, pad)
             wgt, bb = getattr(self, name), getattr(self, name + "b")
-            if inplace == "slice":  # conv(x) + other zero-padded along channels
-                y = (F.conv2d(x, wgt, bb, s, cpad, d, groups) if mk is None else
-                     mk._convolution_pointwise(x, wgt, bb, cpad, s, d, groups, "none", [], ""))
-                y[:, : other.shape[1]].add_(other)
-                return _act_(y, act)
-            if mk is not None:
-                if not binary:
-                    return mk._convolution_pointwise(x, wgt, bb, cpad, s, d, groups, attr,
-                                                     scalars, "")
-                if inplace:
-                    return mk._convolution_pointwise_.binary(
-                        other, x, wgt, bb, cpad, s, d, groups, "add", None, attr, scalars, "")
-                return mk._convolution_pointwise.binary(
-                    x, other, wgt, bb, cpad, s, d, groups, "add", None, attr, scalars, "")
             y = F.conv2d(x, wgt, bb, s, cpad, d, groups)
-            if other is not None:
+            if inplace == "slice":  # other zero-padded along channels: add to the first ones
+                y[:, : other.shape[1]].add_(other)
+            elif other is not None:
                 y = other.add_(y) if inplace else y.add_(other)
             return _act_(y, act)
 

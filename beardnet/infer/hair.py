@@ -30,6 +30,8 @@ from beardnet.faces import Face
 DARKEN_FULL = 12.0
 #: How far the hair may grow past where the network darkened, in eye distances.
 GUIDE_GROW = 0.12
+#: Largest dilation radius (pixels) applied at the photo's own resolution by :func:`grow`.
+GROW_GRID_RADIUS = 6
 #: Fewest darkened crop pixels needed to read a colour from the network's output.
 MIN_HAIR_PIXELS = 12
 
@@ -53,6 +55,23 @@ def network_colour(edited_crop: np.ndarray, source_crop: np.ndarray) -> np.ndarr
     if int(m.sum()) < MIN_HAIR_PIXELS:
         return None
     return np.median(edited_crop[m].astype(np.float32), axis=0) / 255.0
+
+
+def grow(guide: np.ndarray, radius: float) -> np.ndarray:
+    """``guide`` dilated by a disc of ``radius`` pixels. The guide is the network's 128 px
+    output warped up, so a large radius is applied on a grid reduced to at most
+    :data:`GROW_GRID_RADIUS` pixels of it (area-averaged down, linear back up)."""
+    import cv2
+
+    if round(radius) < 1:
+        return guide
+    h, w = guide.shape
+    f = max(1.0, radius / GROW_GRID_RADIUS)
+    small = guide if f == 1.0 else cv2.resize(
+        guide, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    r = max(1, round(radius * small.shape[1] / w))
+    out = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return out if f == 1.0 else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def draw_added_hair(
@@ -94,9 +113,5 @@ def draw_added_hair(
         return
     # the network marks a beard's core at 128 px; hair grows out to its edge: widen the guide by
     # a fraction of the eye distance (the style's own density field still bounds where it grows)
-    r = round(GUIDE_GROW * rf.d)
-    if r >= 1:
-        import cv2
-
-        g = cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    g = grow(g, GUIDE_GROW * rf.d)
     draw_beard(image, rf, look, rng, guide=g, in_place=True)

@@ -175,12 +175,19 @@ def density_field(
 def _coverage(cv: Canvas, polys: list[np.ndarray], blur_units: float = 0.0) -> np.ndarray:
     H, W = cv.shape
     m = np.zeros((H, W), np.uint8)
-    for p in polys:
-        q = np.round((cv.to_px(np.asarray(p, np.float64)) - 0.5) * 16).astype(np.int32)
+    qs = [np.round((cv.to_px(np.asarray(p, np.float64)) - 0.5) * 16).astype(np.int32)
+          for p in polys]  # fmt: skip
+    for q in qs:
         cv2.fillPoly(m, [q], 255, cv2.LINE_AA, shift=4)
     c = m.astype(np.float32) / 255.0
-    if blur_units > 0:
-        c = cv2.GaussianBlur(c, (0, 0), max(0.5, blur_units * cv.ppu))
+    if blur_units > 0 and qs:  # blur only the shapes' box (plus 4 sigma): small on the canvas
+        sig = max(0.5, blur_units * cv.ppu)
+        pts = np.concatenate(qs) / 16.0
+        r = int(np.ceil(4 * sig)) + 2
+        x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int) - r, 0)
+        x1, y1 = np.minimum(np.ceil(pts.max(0)).astype(int) + r + 1, [W, H])
+        if x1 > x0 and y1 > y0:
+            c[y0:y1, x0:x1] = cv2.GaussianBlur(c[y0:y1, x0:x1], (0, 0), sig)
     return c
 
 

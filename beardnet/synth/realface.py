@@ -118,6 +118,19 @@ def _poly_mask(shape: tuple[int, int], polys: list[np.ndarray]) -> np.ndarray:
     return m.astype(bool)
 
 
+def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of ``img``; a wide one (sigma > 4 px) on a grid reduced to sigma 4 px
+    (area-averaged down, linear back up: the result is smooth at that scale anyway)."""
+    f = sigma / 4.0
+    h, w = img.shape[:2]
+    if f <= 1.0 or min(h, w) / f < 8:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    small = cv2.resize(img, (max(1, round(w / f)), max(1, round(h / f))),
+                       interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w)
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def _dark_colour(pixels: np.ndarray, fraction: float = 0.3) -> np.ndarray:
     """Median colour of the darkest ``fraction`` of ``pixels`` (N, 3)."""
     lum = luminance(pixels)
@@ -178,9 +191,7 @@ def measure(image: np.ndarray, face: Face) -> RealFace:
     holes = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     skin_m = (oval & ~holes).astype(np.float32)
     lum = luminance(sub)
-    sigma = max(1.0, 0.12 * d)
-    num = cv2.GaussianBlur(lum * skin_m, (0, 0), sigma)
-    den = cv2.GaussianBlur(skin_m, (0, 0), sigma)
+    num, den = _smooth(lum * skin_m, max(1.0, 0.12 * d)), _smooth(skin_m, max(1.0, 0.12 * d))
     ref = float(np.median(lum[skin_m > 0])) if skin_m.any() else float(luminance(skin))
     light = np.where(den > 1e-3, num / np.maximum(den, 1e-3), ref) / max(ref, 1e-3)
     light = np.clip(light, 0.3, 1.6).astype(np.float32)
