@@ -29,6 +29,7 @@ CURVE = {
     "m48-det28-ov38": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.375},
     "m48-det28-ov31": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.3125},
     "m48-det28": {"min_face_px": 48, "det_face_px": 28},
+    "m48-det28-nofull": {"min_face_px": 48, "det_face_px": 28, "full_range": False},
     "m48-det24": {"min_face_px": 48, "det_face_px": 24},
     "m48-frac1/16": {"min_face_px": 48, "min_face_frac": 1 / 16},
     "m48-frac1/12": {"min_face_px": 48, "min_face_frac": 1 / 12},

@@ -16,7 +16,8 @@ side, whichever is larger), sets the work:
   same 491 of 500 scene faces >= 48 px and the same 91 of 93 real faces >= 60 px; a quarter
   needs 18.4 detector calls per scene against 27.7 at a half (README, "Face location");
 - the level that fits one window is also scanned by the full-range model (one call per photo,
-  a second opinion on the largest faces);
+  a second opinion on the largest faces; ``full_range=False`` skips it: on the 500 scene faces
+  490 found instead of 491 at about 8 ms less per photo, the same 91 of 93 real faces);
 - a detection touching a window edge that is not an image edge is dropped (another window sees
   that face whole), and duplicates across windows and levels are merged by NMS.
 
@@ -83,6 +84,7 @@ class MediaPipeLocator:
         overlap: float = WINDOW_OVERLAP,
         tile_px: int | None = None,
         mesh: bool = True,
+        full_range: bool = True,
         mesh_face_px: int = 160,
         mesh_pad: float = 1.9,
         max_faces: int = 64,
@@ -117,8 +119,12 @@ class MediaPipeLocator:
         )
         # Once per photo, on the level that fits one window: the full-range model, which finds
         # strongly rolled faces (60 degrees) that the short-range one misses.
-        self._full = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=self.min_score
+        self._full = (
+            mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self.min_score
+            )
+            if full_range
+            else None
         )
         self._mesh = (
             mp.solutions.face_mesh.FaceMesh(
@@ -176,7 +182,7 @@ class MediaPipeLocator:
                 self.calls += 1
                 tile = np.ascontiguousarray(tile)
                 dets = list(self._detector.process(tile).detections or [])
-                if side < 0:  # the whole (smallest) level: the full-range model too
+                if side < 0 and self._full is not None:  # the smallest level: full-range too
                     self.calls += 1
                     dets += list(self._full.process(tile).detections or [])
                 for det in dets:
@@ -306,7 +312,8 @@ class MediaPipeLocator:
     def close(self) -> None:
         with self._lock:
             self._detector.close()
-            self._full.close()
+            if self._full is not None:
+                self._full.close()
             if self._mesh is not None:
                 self._mesh.close()
 
