@@ -59,19 +59,26 @@ def network_colour(edited_crop: np.ndarray, source_crop: np.ndarray) -> np.ndarr
 
 def grow(guide: np.ndarray, radius: float) -> np.ndarray:
     """``guide`` dilated by a disc of ``radius`` pixels. The guide is the network's 128 px
-    output warped up, so a large radius is applied on a grid reduced to at most
-    :data:`GROW_GRID_RADIUS` pixels of it (area-averaged down, linear back up)."""
+    output warped up, so a large radius is applied on a grid ``f`` times coarser (each cell the
+    maximum of its ``f x f`` pixels, so thin parts keep their strength), then linearly back up;
+    ``f`` keeps the radius on that grid at most :data:`GROW_GRID_RADIUS`."""
     import cv2
 
     if round(radius) < 1:
         return guide
     h, w = guide.shape
-    f = max(1.0, radius / GROW_GRID_RADIUS)
-    small = guide if f == 1.0 else cv2.resize(
-        guide, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
-    r = max(1, round(radius * small.shape[1] / w))
+    f = int(np.ceil(radius / GROW_GRID_RADIUS))
+    small = guide
+    if f > 1:
+        small = cv2.dilate(guide, np.ones((f, f), np.uint8), anchor=(0, 0))[::f, ::f]
+    r = max(1, round((radius - (f - 1) / 2) / f))  # the cell maximum already grew it
     out = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return out if f == 1.0 else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+    if f == 1:
+        return out
+    # cell i covers pixels [i f, (i + 1) f): its centre is at pixel i f + (f - 1) / 2
+    M = np.array([[1.0 / f, 0, -(f - 1) / (2 * f)], [0, 1.0 / f, -(f - 1) / (2 * f)]])
+    return cv2.warpAffine(out, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def draw_added_hair(
