@@ -268,3 +268,26 @@ def test_additions_are_hair_drawn_where_the_network_puts_the_beard() -> None:
     none_out, _ = transform_image(data, "g.jpg", _model(MaskOnly(0.0)), opts)
     none_diff = np.abs(decode(none_out, "g.jpg").image.astype(int) - src.astype(int)).max(-1)
     assert none_diff[zone].mean() < 2.0 and (none_diff[zone] > 8).mean() < 0.01  # re-encode only
+
+
+def test_guide_growth_matches_a_full_resolution_dilation() -> None:
+    """hair.grow works on a coarser grid for large radii: it must still cover what the exact
+    dilation covers (thin guides keep full strength) and grow it by little more."""
+    import cv2
+
+    from beardnet.infer.hair import grow
+
+    g = np.zeros((300, 400), np.float32)
+    cv2.line(g, (50, 150), (350, 165), 1.0, 1)  # a 1 px guide: area-averaging would weaken it
+    for radius in (3.0, 12.0, 30.0):
+        r = round(radius)
+        exact = cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        got = grow(g, radius)
+        assert got.shape == g.shape and got.dtype == np.float32
+        # all but a rim of two grid cells of what the exact dilation covers, at full strength
+        inner = max(0, r - 2 * int(np.ceil(radius / 6)))
+        core = cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                       (2 * inner + 1, 2 * inner + 1)))
+        assert got[core >= 0.999].min() > 0.9, radius
+        assert (got > 0.5).sum() <= 1.15 * (exact > 0.5).sum(), radius
+    assert grow(g, 0.2) is g
