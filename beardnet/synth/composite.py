@@ -15,7 +15,7 @@ fine for small faces), the strands on a canvas 2-4x finer (:func:`supersample_fo
 
 Pixels where neither hair nor shadow lands keep their exact original values
 (:attr:`Drawn.changed` is the support). Only the strands need the fine canvas: computing the
-smooth layers on it too cost 3-4x as much for the same picture (README, "Throughput").
+smooth layers on it too cost 3-4x as much for the same picture (README, "Benchmarks").
 """
 
 from __future__ import annotations
