@@ -258,6 +258,17 @@ def test_locator_multiple_faces_of_any_size(locator) -> None:
     assert len(locator.locate(close)) == 1
 
 
+def test_locator_min_score_is_applied(locator) -> None:
+    """MediaPipe's short-range graph ignores its own confidence setting: the locator must
+    apply ``min_score`` itself."""
+    img, _, _ = compose_scene(3, [64, 110, 200, 300], canvas=(420, 740))
+    faces = locator.locate(img)
+    cut = min(f.score for f in faces) + 1e-3  # just above the weakest face's best detection
+    strict = get_locator("mediapipe", min_score=cut).locate(img)
+    assert len(strict) < len(faces)
+    assert all(f.score >= cut for f in strict)
+
+
 def test_locator_blank_and_bad_input(locator) -> None:
     assert locator.locate(np.full((200, 300, 3), 127, np.uint8)) == []
     with pytest.raises(ValueError):

@@ -186,6 +186,10 @@ class MediaPipeLocator:
                     self.calls += 1
                     dets += list(self._full.process(tile).detections or [])
                 for det in dets:
+                    # MediaPipe's short-range graph applies its own fixed 0.5 and ignores
+                    # ``min_detection_confidence``: the locator's threshold is applied here
+                    if (float(det.score[0]) if det.score else 0.0) < self.min_score:
+                        continue
                     rb = det.location_data.relative_bounding_box
                     box = np.array(
                         [rb.xmin * tw, rb.ymin * th, (rb.xmin + rb.width) * tw,
