@@ -191,7 +191,8 @@ def measure(image: np.ndarray, face: Face) -> RealFace:
     holes = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     skin_m = (oval & ~holes).astype(np.float32)
     lum = luminance(sub)
-    num, den = _smooth(lum * skin_m, max(1.0, 0.12 * d)), _smooth(skin_m, max(1.0, 0.12 * d))
+    sigma = max(1.0, 0.12 * d)
+    num, den = _smooth(lum * skin_m, sigma), _smooth(skin_m, sigma)
     ref = float(np.median(lum[skin_m > 0])) if skin_m.any() else float(luminance(skin))
     light = np.where(den > 1e-3, num / np.maximum(den, 1e-3), ref) / max(ref, 1e-3)
     light = np.clip(light, 0.3, 1.6).astype(np.float32)
