@@ -420,3 +420,20 @@ def test_one_face_on_a_large_photo_is_found_once() -> None:
     res = locate_photo(data, min_face_px=48, min_face_frac=1 / 12, repeats=1)
     assert res["faces"] == 1 and res["factor"] > 2
     assert box_iou(np.asarray(res["boxes"][0]), np.asarray(box)) >= 0.6
+
+
+def test_affine_closed_forms_match_linalg() -> None:
+    from beardnet.affine import det, invert, scale_of, transform_points
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        M = rng.normal(size=(2, 3)) * [1, 1, 50]
+        full = np.vstack([M, [0, 0, 1]])
+        assert det(M) == pytest.approx(np.linalg.det(full[:2, :2]), rel=1e-9, abs=1e-12)
+        assert np.allclose(np.vstack([invert(M), [0, 0, 1]]), np.linalg.inv(full))
+        pts = rng.normal(size=(7, 2)) * 100
+        assert np.allclose(transform_points(M, pts), pts @ M[:, :2].T + M[:, 2])
+        assert np.allclose(transform_points(invert(M), transform_points(M, pts)), pts)
+    assert scale_of(np.array([[0.0, -2.0, 5.0], [2.0, 0.0, 1.0]])) == pytest.approx(2.0)
+    with pytest.raises(np.linalg.LinAlgError):
+        invert(np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0]]))

@@ -291,3 +291,26 @@ def test_guide_growth_matches_a_full_resolution_dilation() -> None:
         assert got[core >= 0.999].min() > 0.9, radius
         assert (got > 0.5).sum() <= 1.15 * (exact > 0.5).sum(), radius
     assert grow(g, 0.2) is g
+
+
+def test_per_photo_path_makes_no_lapack_calls(locator, monkeypatch) -> None:
+    """Locate, align, network, hair drawing and paste-back never call numpy's LAPACK: OpenBLAS
+    hands even a 2x2 inverse to its thread pool, whose threads then busy-wait (~45 ms CPU per
+    photo in a plain process loop; ``beardnet.affine``)."""
+    from pathlib import Path
+
+    from beardnet.infer.photo import locate_photo, paste_photo
+
+    def lapack(*_a, **_k):
+        raise AssertionError("np.linalg called on the per-photo path")
+
+    for name in ("inv", "det", "solve", "lstsq", "pinv", "svd", "eig"):
+        monkeypatch.setattr(np.linalg, name, lapack)
+    data = (Path(__file__).parent.parent / "beardnet/assets/real_pd/grace_hopper.jpg").read_bytes()
+    opts = TransformOptions(style="full_beard")
+    out, info = transform_image(data, "g.jpg", _model(MaskOnly(1.0)), opts, locator=locator)
+    assert info["status"] == "ok" and info["faces"] == 1 and out != data
+    geo, crops, _ = locate_photo(data, "g.jpg", opts, locator)
+    edited, masks = run_network(_model(MaskOnly(1.0)), crops, 0)
+    out2, info2 = paste_photo(data, "g.jpg", opts, geo, crops, edited, masks, "full_beard")
+    assert info2["faces"] == 1 and out2 != data

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from beardnet.affine import invert, scale_of, transform_points
 from beardnet.faces import Face
 from beardnet.faces.regions import Zone
 from beardnet.geometry import DEFAULT_CROP_SIZE, canonical_points
@@ -37,28 +38,9 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([R, t[:, None]])
 
 
-def invert(M: np.ndarray) -> np.ndarray:
-    """Inverse of a 2x3 affine matrix."""
-    A = np.asarray(M, np.float64)[:, :2]
-    t = np.asarray(M, np.float64)[:, 2]
-    Ai = np.linalg.inv(A)
-    return np.hstack([Ai, (-Ai @ t)[:, None]])
-
-
-def transform_points(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 affine matrix to Nx2 points."""
-    M = np.asarray(M, np.float64)
-    return np.asarray(pts, np.float64) @ M[:, :2].T + M[:, 2]
-
-
 def face_transform(face: Face, size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
     """``M`` (image -> crop) for ``face`` in a ``size`` canonical crop."""
     return similarity(face.points(), canonical_points(size))
-
-
-def scale_of(M: np.ndarray) -> float:
-    """Crop pixels per image pixel of a similarity ``M``."""
-    return float(np.sqrt(abs(np.linalg.det(np.asarray(M, np.float64)[:, :2]))))
 
 
 def warp(image: np.ndarray, M: np.ndarray, size: int) -> np.ndarray:

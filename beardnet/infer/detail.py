@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from beardnet.affine import invert, scale_of
 from beardnet.faces import Face
 from beardnet.faces.align import feather_alpha
 from beardnet.faces.regions import Zone
@@ -140,7 +141,7 @@ def _flow_angle(M: np.ndarray, x0: int, y0: int, shape: tuple[int, int], S: int,
     tilt = np.clip(u * (2.2 if style == "mustache" else 1.2), -1.1, 1.1)
     # direction in the crop frame: (sin tilt, cos tilt) = down, leaning outwards
     dcx, dcy = np.sin(tilt), np.cos(tilt)
-    Minv = np.linalg.inv(np.vstack([M, [0, 0, 1]]))[:2, :2]
+    Minv = invert(M)[:, :2]
     dx = Minv[0, 0] * dcx + Minv[0, 1] * dcy
     dy = Minv[1, 0] * dcx + Minv[1, 1] * dcy
     return np.arctan2(dy, dx).astype(np.float32)
@@ -210,7 +211,7 @@ def paste_face(
         # additions: hair drawn at native resolution where the network put the beard
         from beardnet.infer.hair import draw_added_hair, hair_guide, luma, network_colour
 
-        px = 1.0 / max(float(np.sqrt(abs(np.linalg.det(M[:, :2])))), 1e-9)  # image px per crop px
+        px = 1.0 / max(scale_of(M), 1e-9)  # image px per crop px
         dl = cv2.GaussianBlur(luma(delta), (0, 0), max(0.5, 0.7 * px))
         lighten = np.clip(dl / 10.0, 0.0, 1.0) * alpha  # hair of another style taken away
         out = orig + lighten[:, :, None] * delta
@@ -223,7 +224,7 @@ def paste_face(
         draw_added_hair(image, face, style, guide, (x0, y0, x1, y1), colour, seed)
         return
     out = orig + a * delta
-    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))  # crop px per image px
+    scale = scale_of(M)  # crop px per image px
     px_per_crop = 1.0 / max(scale, 1e-9)
     if px_per_crop > DETAIL_MIN_SCALE:
         if mask_crop is not None:

@@ -13,6 +13,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from beardnet.affine import scale_of
+
 #: Supersampling factor: shapes are drawn at this multiple of the output size, then averaged.
 SUPERSAMPLE = 2
 
@@ -31,7 +33,7 @@ class Canvas:
         self.w, self.h, self.ss = width, height, ss
         self.shape = (height * ss, width * ss)
         # supersampled pixels per face-local unit
-        self.ppu = float(np.sqrt(abs(np.linalg.det(self.A[:, :2])))) * ss
+        self.ppu = scale_of(self.A) * ss
 
     @cached_property
     def _uv(self) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from beardnet.affine import scale_of
 from beardnet.categories import DEFAULT_CATEGORIES
 
 #: Probabilities of 0, 1, 2, 3 faces in a scene.
@@ -90,7 +91,7 @@ def _draw_face(img: np.ndarray, iseed: int, style: str, A: np.ndarray) -> dict[s
     Al = A.copy()
     Al[:, 2] -= (x0, y0)
     w, h = x1 - x0, y1 - y0
-    scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    scale = scale_of(A)
     ss = 2 if scale < 300 else 1
     p = R.face_params(iseed)
     layers = R.render_layers(p, style, Al, w, h, iseed, ss=ss)
