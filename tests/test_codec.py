@@ -216,3 +216,22 @@ def test_extension_format() -> None:
     assert extension_format("a/b/Photo.JPG") == "jpeg"
     assert extension_format("x.png") == "png"
     assert extension_format("x.txt") is None
+
+
+def test_png_compress_level_is_lossless_and_configurable() -> None:
+    """Every level decodes to the same pixels; a lower level writes a larger file; the job's
+    config default is the codec's and an out-of-range level fails naming the field."""
+    from beardnet.infer.codec import PNG_COMPRESS_LEVEL, encode
+    from beardnet.infer.config import ImageSection
+
+    rng = np.random.default_rng(0)
+    img = (np.cumsum(rng.integers(-3, 4, (96, 128, 3)), axis=1) % 256).astype(np.uint8)
+    sizes = {}
+    for level in (0, 1, PNG_COMPRESS_LEVEL, 9):
+        data = encode(img, "png", png_level=level)
+        assert np.array_equal(decode(data, "x.png").image, img)
+        sizes[level] = len(data)
+    assert sizes[0] > sizes[1] > sizes[9]
+    assert ImageSection().png_compress_level == PNG_COMPRESS_LEVEL
+    with pytest.raises(ValueError, match="png_compress_level"):
+        ImageSection(png_compress_level=10)

@@ -35,6 +35,7 @@ _FLAGS: dict[str, str] = {
     "run_id": "job.run_id",
     "lease_ttl": "job.lease_ttl_s",
     "jpeg_quality": "image.jpeg_quality",
+    "png_compress_level": "image.png_compress_level",
     "min_face_px": "image.min_face_px",
     "max_pixels": "image.max_pixels",
     "faces": "image.faces",
@@ -72,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("per photo")
     g.add_argument("--jpeg-quality", dest="jpeg_quality", type=int,
                    help="JPEG quality of re-encoded JPEG outputs (1-100)")
+    g.add_argument("--png-compress-level", dest="png_compress_level", type=int,
+                   help="zlib level of PNG outputs (0-9, default 4)")
     g.add_argument("--min-face-px", dest="min_face_px", type=int,
                    help="faces smaller than this (larger box side, px) are left alone and counted")
     g.add_argument("--max-pixels", dest="max_pixels", type=int,

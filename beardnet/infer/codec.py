@@ -47,6 +47,10 @@ FORMATS: dict[str, str] = {
     "BMP": "bmp",
     "TIFF": "tiff",
 }
+#: zlib level of PNG outputs. PIL's default, 6, took 280 ms per megapixel on real photos
+#: (public-domain portraits); 4 took 158 ms for files 3 % larger (on the bench's noisy scenes
+#: 56 % of the time and the same size); 1 took 94 ms for 7 % larger.
+PNG_COMPRESS_LEVEL = 4
 _PIL_SAVE = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
 #: file extensions per format (first is canonical)
 EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -303,9 +307,11 @@ def encode(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     dpi: tuple | None = None,
+    png_level: int = PNG_COMPRESS_LEVEL,
 ) -> bytes:
     """Encode an RGB uint8 image as ``fmt`` (PNG/BMP/TIFF lossless, WebP lossless when
-    ``quality >= 100``); ``alpha`` is re-attached where the format allows."""
+    ``quality >= 100``; ``png_level``: zlib level 0-9 of PNG outputs); ``alpha`` is
+    re-attached where the format allows."""
     fmt = fmt.lower()
     if fmt == "jpg":
         fmt = "jpeg"
@@ -337,7 +343,7 @@ def encode(
     if fmt == "jpeg":
         kw.update(quality=int(quality), optimize=False)
     elif fmt == "png":
-        kw.update(compress_level=6)
+        kw.update(compress_level=int(png_level))
     elif fmt == "webp":
         kw.update(quality=int(min(quality, 100)), lossless=quality >= 100)
     buf = io.BytesIO()
@@ -354,12 +360,15 @@ def encode(
     return buf.getvalue()
 
 
-def encode_like(decoded: Decoded, image: np.ndarray, quality: int = 95) -> bytes:
+def encode_like(
+    decoded: Decoded, image: np.ndarray, quality: int = 95, png_level: int = PNG_COMPRESS_LEVEL
+) -> bytes:
     """Encode ``image`` (edited ``decoded.image``) in the input's format and colour layout."""
     return encode(
         image,
         decoded.format,
         quality=quality,
+        png_level=png_level,
         alpha=decoded.alpha,
         grayscale=decoded.grayscale,
         icc_profile=decoded.icc_profile,
@@ -381,6 +390,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "EXTENSIONS",
     "FORMATS",
+    "PNG_COMPRESS_LEVEL",
     "BadImage",
     "Decoded",
     "decode",

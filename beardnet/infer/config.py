@@ -90,6 +90,9 @@ class ImageSection(_Section):
     """Per-photo processing."""
 
     jpeg_quality: int = Field(92, ge=1, le=100)
+    png_compress_level: int = Field(
+        4, ge=0, le=9, description="zlib level of PNG outputs (6, PIL's default: 1.8x the CPU)"
+    )
     min_face_px: int = Field(48, ge=1, description="faces narrower than this are left alone")
     max_pixels: int = Field(50_000_000, ge=1, description="refuse larger photos (bombs)")
     max_faces: int | None = Field(None, ge=1, description="edit at most this many faces/photo")

@@ -130,6 +130,7 @@ def _transform_options(cfg: TransformConfig, crop_size: int) -> Any:
 
     wanted = {
         "jpeg_quality": cfg.image.jpeg_quality,
+        "png_compress_level": cfg.image.png_compress_level,
         "min_face_px": cfg.image.min_face_px,
         "max_pixels": cfg.image.max_pixels,
         "max_faces": cfg.image.max_faces,

@@ -32,7 +32,13 @@ from beardnet.faces import Face, FaceLocator, get_locator
 from beardnet.faces.align import align, scale_of
 from beardnet.faces.regions import Zone, beard_zone, beard_zone_in_crop
 from beardnet.geometry import DEFAULT_CROP_SIZE
-from beardnet.infer.codec import DEFAULT_MAX_PIXELS, Decoded, decode, encode_like
+from beardnet.infer.codec import (
+    DEFAULT_MAX_PIXELS,
+    PNG_COMPRESS_LEVEL,
+    Decoded,
+    decode,
+    encode_like,
+)
 from beardnet.infer.detail import face_seed, paste_face
 
 if TYPE_CHECKING:
@@ -51,6 +57,7 @@ class TransformOptions:
     max_faces: int | None = None
     feather_px: float | None = None  # image pixels; None: 0.15 x eye distance per face
     jpeg_quality: int = 92
+    png_compress_level: int = PNG_COMPRESS_LEVEL
     max_pixels: int = DEFAULT_MAX_PIXELS
     faces: str = "mediapipe"
     crop_size: int = DEFAULT_CROP_SIZE
@@ -159,7 +166,7 @@ def apply(
         out = (
             prep.data
             if prep.data is not None
-            else encode_like(dec, dec.image, prep.opts.jpeg_quality)
+            else encode_like(dec, dec.image, prep.opts.jpeg_quality, prep.opts.png_compress_level)
         )
         info["encode_s"] = time.perf_counter() - t0
         info["timings"]["encode_s"] = info["encode_s"]
@@ -199,7 +206,7 @@ def apply(
         den = float(oval_c.sum())
         if den > 0:
             ratios.append(num / den)
-    out = encode_like(dec, image, prep.opts.jpeg_quality)
+    out = encode_like(dec, image, prep.opts.jpeg_quality, prep.opts.png_compress_level)
     info["status"] = "ok"
     info["beard_area_ratio"] = float(np.mean(ratios)) if ratios else None
     info["encode_s"] = time.perf_counter() - t0
