@@ -45,8 +45,9 @@ import threading
 
 import numpy as np
 
+from beardnet.affine import invert, transform_points
 from beardnet.faces import MIN_FACE_FRAC, MIN_FACE_PX, Face, min_face_for, nms
-from beardnet.faces.align import invert, transform_points, warp
+from beardnet.faces.align import warp
 from beardnet.faces.regions import FACE_OVAL
 
 # Mesh indices: the subject's right eye (image left in an upright, unmirrored photo) corners,

@@ -47,9 +47,8 @@ FORMATS: dict[str, str] = {
     "BMP": "bmp",
     "TIFF": "tiff",
 }
-#: zlib level of PNG outputs. PIL's default, 6, took 280 ms per megapixel on real photos
-#: (public-domain portraits); 4 took 158 ms for files 3 % larger (on the bench's noisy scenes
-#: 56 % of the time and the same size); 1 took 94 ms for 7 % larger.
+#: zlib level of PNG outputs: 158 ms CPU per megapixel of real photos against 280 ms for PIL's
+#: default 6, for files 3 % larger (README, "Benchmarks").
 PNG_COMPRESS_LEVEL = 4
 _PIL_SAVE = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
 #: file extensions per format (first is canonical)
@@ -360,9 +359,8 @@ def encode(
     return buf.getvalue()
 
 
-def encode_like(
-    decoded: Decoded, image: np.ndarray, quality: int = 95, png_level: int = PNG_COMPRESS_LEVEL
-) -> bytes:
+def encode_like(decoded: Decoded, image: np.ndarray, quality: int = 95,
+                png_level: int = PNG_COMPRESS_LEVEL) -> bytes:
     """Encode ``image`` (edited ``decoded.image``) in the input's format and colour layout."""
     return encode(
         image,

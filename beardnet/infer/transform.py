@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from beardnet.affine import scale_of
 from beardnet.faces import Face, FaceLocator, get_locator
-from beardnet.faces.align import align, scale_of
+from beardnet.faces.align import align
 from beardnet.faces.regions import Zone, beard_zone, beard_zone_in_crop
 from beardnet.geometry import DEFAULT_CROP_SIZE
 from beardnet.infer.codec import (

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from beardnet.affine import transform_points
 from beardnet.faces import Face
-from beardnet.faces.align import align, transform_points
+from beardnet.faces.align import align
 from beardnet.faces.regions import FACE_OVAL, SUBNASALE
 from beardnet.synth.realface import LIPS_OUTER, MOUTH_CORNERS, NOSE
 
