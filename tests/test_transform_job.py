@@ -416,6 +416,47 @@ def test_actor_pool_that_would_starve_readers_is_refused(archive) -> None:
     assert _outputs(f"s3://{archive['bucket']}/starve/", archive["st"]) == []
 
 
+def test_read_memory_over_every_node_is_named() -> None:
+    from beardnet.infer.pipeline import check_memory
+
+    r = TransformConfig.model_validate({"job": {"style": "none"}}).ray
+    gb = 1024.0 ** 3
+    assert check_memory({"a": 0.5 * gb, "b": 2 * gb}, r) is None  # the larger node holds 1 GB
+    why = check_memory({"a": 0.5 * gb}, r)
+    assert why is not None and "ray.read_memory_mb" in why and "512 MB" in why
+
+
+def test_prepare_tasks_are_not_fused_into_the_network_actor(ray_session, capsys) -> None:
+    """Network actors sized to read_num_cpus (0.5 and 0.5 on a 2-CPU node) must not take the
+    prepare stage in: one actor would decode and locate every photo in turn."""
+    from beardnet.infer.job import _transform_options
+    from beardnet.infer.pipeline import build_pipeline
+    from beardnet.infer.stages import work_schema
+
+    cfg = _cfg("s3://b/in/", "s3://b/out/", "s3://b/model")
+    assert cfg.ray.read_num_cpus == 0.5
+    work = work_schema().empty_table()
+    ds = build_pipeline(cfg, None, _transform_options(cfg, 128), [work], 0.5, 1)
+    capsys.readouterr()
+    ds.explain()
+    plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[-1]
+    assert "TaskPoolMapOperator[MapBatches(prepare_batch)]" in plan
+    assert "ActorPoolMapOperator[MapBatches(NetworkFn)]" in plan
+    assert "prepare_batch)->MapBatches(NetworkFn" not in plan
+
+
+@pytest.mark.slow
+def test_read_memory_no_node_has_is_refused(archive) -> None:
+    from beardnet.infer.job import EXIT_CONFIG, TransformFailed, run_transform
+
+    cfg = _cfg(archive["in"], f"s3://{archive['bucket']}/nomem/", archive["model"])
+    cfg.ray.read_memory_mb = 10_000_000  # 10 TB
+    with pytest.raises(TransformFailed, match="ray.read_memory_mb") as e:
+        run_transform(cfg, archive["st"])
+    assert e.value.exit_code == EXIT_CONFIG
+    assert _outputs(f"s3://{archive['bucket']}/nomem/", archive["st"]) == []
+
+
 @pytest.mark.slow
 def test_kill_and_rerun_completes(archive, s3) -> None:
     """A run killed half way, then re-run with --incremental: every key done exactly once."""

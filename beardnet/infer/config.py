@@ -113,6 +113,11 @@ class RaySection(_Section):
     object_store_mb: int = Field(512, ge=64)
     read_num_cpus: float = Field(0.5, gt=0, description="CPUs per read+decode+locate task")
     read_batch_size: int = Field(8, ge=1, description="photos per read+locate batch")
+    read_memory_mb: int = Field(
+        1024, ge=1,
+        description="memory Ray reserves per read+decode+locate task (a 24 MP photo's task "
+        "peaked at ~0.9 GB with its sandbox child; see beardnet.infer.pipeline)",
+    )
     network_actors: int = Field(1, ge=1, description="network actors (each loads the model)")
     network_num_cpus: float | None = Field(
         None, gt=0,

@@ -7,6 +7,7 @@ Modules, one concept each::
     plan.py     driver: listing -> styles -> drop done ones (incremental) -> the work table
     fence.py    lease validity for workers (clock actor, write guard), exit code 76
     stages.py   PrepareFn (task) -> NetworkFn (actor pool) -> FinishFn (task); the work rows
+    pipeline.py the stages wired into one Ray Data pipeline (never fused into the actors)
     photo.py    the pixel halves: reduced decode + locate, full-size decode + paste back
     sandbox.py  the watchdog child process that runs the pixel halves (poison photos)
     writer.py   one output object, with its ContentType
@@ -71,9 +72,9 @@ from beardnet.infer.errors import (  # noqa: F401 - re-exported: the CLI and tes
     short_error,
 )
 from beardnet.infer.keys import nested_rel
+from beardnet.infer.pipeline import build_pipeline, check_memory
 from beardnet.infer.plan import block_bounds, init_rows, plan_keys, record_skipped
 from beardnet.infer.sink import manifest_sink
-from beardnet.infer.stages import NetworkFn, finish_batch, prepare_batch
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +293,7 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
     """Build and run the Ray Data pipeline; returns the per-part aggregates (the actor sizing
     chosen goes into ``sized``)."""
     import ray
-    import ray.data
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import DataContext
 
     from beardnet.raysession import init_ray
 
@@ -313,6 +313,10 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
             EXIT_CONFIG,
         )
     _check_resources(ray.cluster_resources(), r)
+    why = check_memory({n["NodeID"]: float(n["Resources"].get("memory", 0.0))
+                        for n in ray.nodes() if n.get("Alive")}, r)
+    if why:
+        raise TransformFailed(why, EXIT_CONFIG)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = _progress_enabled(r.progress)
     ctx.verbose_progress = False
@@ -325,42 +329,7 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
     # (system failures only: a lost worker or node; a photo cannot kill a worker, its sandbox
     # dies instead), no retries on exceptions, max_errored_blocks 0 (a block error is a bug).
     ctx.max_errored_blocks = 0
-    ds = ray.data.from_arrow(blocks)
-    ds = ds.map_batches(
-        prepare_batch,
-        fn_kwargs={
-            "input_uri": cfg.job.input, "opts": opts, "on_no_face": cfg.job.on_no_face,
-            "s3": s3, "isolate": isolate,
-        },
-        batch_format="pyarrow",
-        batch_size=r.read_batch_size,
-        num_cpus=r.read_num_cpus,
-        resources=r.task_resources or None,
-        udf_modifying_row_count=False,
-    )
-    ds = ds.map_batches(
-        NetworkFn,
-        fn_constructor_kwargs={
-            "model_uri": cfg.job.model, "s3": s3, "threads": threads,
-            "batch_size": r.network_batch_size,
-        },
-        batch_format="pyarrow",
-        batch_size=r.network_batch_size,
-        num_cpus=net_cpus,
-        resources=r.network_resources or None,
-        compute=ActorPoolStrategy(size=r.network_actors),
-        udf_modifying_row_count=False,
-    )
-    ds = ds.map_batches(
-        finish_batch,
-        fn_kwargs={"output_uri": cfg.job.output, "opts": opts, "s3": s3, "isolate": isolate,
-                   "guard": guard},
-        batch_format="pyarrow",
-        batch_size=None,
-        num_cpus=r.write_num_cpus,
-        resources=r.task_resources or None,
-        udf_modifying_row_count=False,
-    )
+    ds = build_pipeline(cfg, s3, opts, blocks, net_cpus, threads, isolate, guard)
     sink = manifest_sink(cfg.job.output, run_id, s3, token, guard)
     # same CPUs and resources as the finish step, so Ray Data fuses them: objects, then their
     # manifest part, in one task
