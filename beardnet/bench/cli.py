@@ -179,7 +179,7 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
 
                     _part(report, "peer", peer_bench.run, report, cfg.peer_dir,
                           n=cfg.n_peer or (40 if cfg.quick else 300), seed=cfg.seed,
-                          overrides=cfg.transform)
+                          overrides=cfg.transform, rounds=1 if cfg.quick else 3)
                 if "memory" in cfg.parts:
                     from beardnet.bench import memory_bench
 

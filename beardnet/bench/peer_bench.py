@@ -8,7 +8,8 @@ decode, locate, network, paste back, encode and write with the job's own compone
 reports photos/s from start-up (pool creation to the last write, model loads included) and in
 steady state (after the first tenth of the photos), and CPU seconds per photo (this process
 and its workers, ``resource.getrusage``). :func:`run_transform_folder` runs ``beardnet
-transform`` on the same folder (``file://`` input and output) for ``transform_vs_peer``.
+transform`` on the same folder (``file://`` input and output) for ``transform_vs_peer``;
+:func:`run` does both in rounds, back to back, and reports the medians.
 """
 
 from __future__ import annotations
@@ -201,45 +202,79 @@ def run_transform_folder(
 
 
 def run(report: Any, folder: str | os.PathLike[str], *, n: int, seed: int = 1000,
-        transform: bool = True, overrides: dict[str, dict[str, Any]] | None = None) -> dict:
-    """Write ``n`` photos under ``folder``, run the peer (and the transform job when
-    ``transform``; Ray must be up), and add the figures to ``report``."""
+        transform: bool = True, overrides: dict[str, dict[str, Any]] | None = None,
+        rounds: int = 1) -> dict:
+    """Write ``n`` photos under ``folder``, then ``rounds`` times the peer and (when
+    ``transform``; Ray must be up) the transform job, back to back so each pair sees the same
+    load; add the figures to ``report`` (each ratio: the median of the rounds' ratios)."""
+    import statistics
+
     from beardnet.bench.report import ratio
 
     base = Path(folder)
-    for sub in ("in", "out-peer", "out-transform"):  # a fresh run: no outputs to skip
-        shutil.rmtree(base / sub, ignore_errors=True)
+    shutil.rmtree(base / "in", ignore_errors=True)
     paths = make_photos(base / "in", n, seed)
-    peer = run_peer(paths, base / "out-peer")
-    report.add("peer_ips_with_startup", peer["ips_with_startup"], "images/s",
-               note=f"{n} photos, {peer['workers']} processes, load {peer['load']:.1f}")
-    report.add("peer_ips_steady", peer["ips_steady"], "images/s")
-    report.add("peer_cpu_s_per_photo", peer["cpu_s_per_photo"], "s",
+    peers: list[dict[str, Any]] = []
+    jobs: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        for sub in ("out-peer", "out-transform"):  # a fresh run: no outputs, default sizing
+            shutil.rmtree(base / sub, ignore_errors=True)
+        peers.append(run_peer(paths, base / "out-peer"))
+        if transform:
+            try:
+                jobs.append(run_transform_folder(base / "in", base / "out-transform", overrides))
+            except Exception as exc:  # noqa: BLE001 - the peer's figures still count
+                report.errors["transform on file://"] = f"{type(exc).__name__}: {exc}"
+                transform = False
+
+    def med(runs: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    def each(runs: list[dict[str, Any]], key: str) -> str:
+        return ", ".join("n/a" if r.get(key) is None else f"{r[key]:.1f}" for r in runs)
+
+    loads = ", ".join(f"{p['load']:.1f}" for p in peers)
+    report.add("peer_ips_with_startup", med(peers, "ips_with_startup"), "images/s",
+               note=f"{n} photos, {peers[0]['workers']} processes; median of {rounds} "
+               f"round(s): {each(peers, 'ips_with_startup')}; load after each {loads}")
+    report.add("peer_ips_steady", med(peers, "ips_steady"), "images/s",
+               note=f"rounds {each(peers, 'ips_steady')}")
+    report.add("peer_cpu_s_per_photo", med(peers, "cpu_s_per_photo"), "s",
                note="process to exit: pool start-up and model loads included")
-    report.add("cpu_ms_per_photo_but_network", peer["cpu_ms_but_network"], "ms",
+    report.add("cpu_ms_per_photo_but_network", med(peers, "cpu_ms_but_network"), "ms",
                note="decode, locate, align, paste back (hair drawing), encode: CPU of the "
                "photo's work in the peer's workers, all threads, mean over the photos")
-    report.add("cpu_ms_per_photo_network", peer["cpu_ms_network"], "ms")
-    report.add("faces_share_of_photo", peer["faces_share"],
+    report.add("cpu_ms_per_photo_network", med(peers, "cpu_ms_network"), "ms")
+    report.add("faces_share_of_photo", med(peers, "faces_share"),
                note="face location's share of a photo's stage seconds (peer)")
-    out: dict[str, Any] = {"peer": peer}
-    if transform:
-        try:
-            job = run_transform_folder(base / "in", base / "out-transform", overrides)
-        except Exception as exc:  # noqa: BLE001 - the peer's figures still count
-            report.errors["transform on file://"] = f"{type(exc).__name__}: {exc}"
-            job = None
-        if job is not None:
-            out["transform"] = job
-            report.add("transform_file_ips_with_startup", job["ips_with_startup"], "images/s")
-            report.add("transform_file_ips_steady", job["ips_steady"], "images/s",
-                       note=f"network actor sizing {job['sizing']}")
-            report.add("transform_stage_s_per_photo", job["stage_s_per_photo"], "s",
-                       note="summed stage seconds per photo (Ray workers' CPU not counted "
-                       "by getrusage)")
-            report.add("transform_vs_peer_with_startup",
-                       ratio(job["ips_with_startup"], peer["ips_with_startup"]))
-            report.add("transform_vs_peer", ratio(job["ips_steady"], peer["ips_steady"]),
-                       note="steady state")
+    out: dict[str, Any] = {"peer": peers[-1], "peer_rounds": peers, "transform_rounds": jobs}
+    if jobs:
+        job = jobs[-1]
+        out["transform"] = job
+        pairs = list(zip(peers, jobs))
+
+        def ratios(key: str) -> list[float]:
+            return [r for r in (ratio(j[key], p[key]) for p, j in pairs) if r is not None]
+
+        def med_ratio(key: str) -> tuple[float | None, str]:
+            rs = ratios(key)
+            return (statistics.median(rs) if rs else None), ", ".join(f"{r:.2f}" for r in rs)
+
+        report.add("transform_file_ips_with_startup", med(jobs, "ips_with_startup"), "images/s",
+                   note=f"rounds {each(jobs, 'ips_with_startup')} (the first round starts "
+                   "Ray Data's helper actors and the workers' sandbox children)")
+        report.add("transform_file_ips_steady", med(jobs, "ips_steady"), "images/s",
+                   note=f"rounds {each(jobs, 'ips_steady')}; network actor sizing "
+                   f"{job['sizing']}")
+        report.add("transform_stage_s_per_photo", med(jobs, "stage_s_per_photo"), "s",
+                   note="summed stage seconds per photo (Ray workers' CPU not counted "
+                   "by getrusage)")
+        value, note = med_ratio("ips_with_startup")
+        report.add("transform_vs_peer_with_startup", value,
+                   note=f"median of the rounds' ratios ({note})")
+        value, note = med_ratio("ips_steady")
+        report.add("transform_vs_peer", value,
+                   note=f"steady state; median of the rounds' ratios ({note})")
     report.details["peer"] = out
     return out
