@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from beardnet.bench import faces_bench, sampler_bench
+from beardnet.bench.cpu_by_process import CpuMonitor, role_of
 from beardnet.bench.report import REQUIRED, TARGETS, Report, default_stem, meets, ratio
 from beardnet.bench.rss import RssMonitor, self_peak_rss_mb
 
@@ -136,6 +137,33 @@ def test_rss_monitor_sees_ray_titled_process():
     finally:
         p.kill()
         p.wait()
+
+
+def test_cpu_monitor_counts_a_child_and_its_grandchild_by_role():
+    # a child titled like Ray's network actor burns ~0.6 s of CPU, its own child ~0.6 s more
+    burn = ("import time; t = time.process_time(); "
+            "exec('while time.process_time() - t < 0.6: pass')")
+    code = f"import subprocess; c = subprocess.Popen([{sys.executable!r}, '-c', {burn!r}]); " \
+           f"{burn}; c.wait()"
+    with CpuMonitor(interval_s=0.05) as mon:
+        p = subprocess.Popen(["ray::MapWorker(MapBatches(NetworkFn))", "-c", code],
+                             executable=sys.executable)
+        p.wait()
+    roles = mon.by_role()
+    assert roles["MapWorker(...NetworkFn)"] >= 0.5
+    assert roles["python"] >= 0.5  # the grandchild (its last poll before exit counts)
+    assert mon.total_s() >= 1.0
+    assert mon.summary(2)["total_ms"] == pytest.approx(500.0 * mon.total_s())
+
+
+def test_role_names():
+    assert role_of("ray::_StatsActor") == "_StatsActor"
+    assert role_of("ray::IDLE") == "IDLE"
+    assert role_of("ray::LeaseClock.tick") == "LeaseClock"
+    assert role_of("/x/.venv/bin/python -m beardnet.infer.sandbox") == "sandbox"
+    assert role_of("/usr/bin/raylet --x") == "raylet"
+    assert role_of("/x/python /x/ray/_private/workers/default_worker.py --a") == "worker start-up"
+    assert role_of("anything", is_self=True) == "driver"
 
 
 def test_self_peak_rss_mb():

@@ -24,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from beardnet.bench.cpu_by_process import CpuMonitor
+
 _STATE: dict[str, Any] = {}
 
 
@@ -181,7 +183,8 @@ def run_transform_folder(
         cfg_dict.setdefault(section, {}).update(values)
     cfg = TransformConfig.model_validate(cfg_dict)
     t0 = time.perf_counter()
-    summary = run_transform(cfg, None)
+    with CpuMonitor() as cpu:
+        summary = run_transform(cfg, None)
     wall = time.perf_counter() - t0
     images = int(summary.get("images") or 0)
     stage = {k: float(v) for k, v in (summary.get("stage_s") or {}).items()}
@@ -194,6 +197,8 @@ def run_transform_folder(
         "ips_with_startup": images / wall if wall > 0 else None,
         "ips_steady": steady,
         "stage_s_per_photo": sum(stage.values()) / images if images else None,
+        # CPU of this process and all it started (Ray's daemons, workers, sandbox children)
+        "cpu_by_process": cpu.summary(images),
         "stage_share": summary.get("stage_share"),
         "sizing": summary.get("sizing"),
         "status": summary.get("status"),
@@ -270,6 +275,14 @@ def run(report: Any, folder: str | os.PathLike[str], *, n: int, seed: int = 1000
         report.add("transform_stage_s_per_photo", med(jobs, "stage_s_per_photo"), "s",
                    note="summed stage seconds per photo (Ray workers' CPU not counted "
                    "by getrusage)")
+        cpu_ms = [j["cpu_by_process"]["total_ms"] for j in jobs]
+        top = ", ".join(f"{r} {v:.0f}" for r, v in
+                        list(job["cpu_by_process"]["by_role_ms"].items())[:8])
+        report.add("transform_cpu_s_per_photo", statistics.median(cpu_ms) / 1000.0, "s",
+                   note="process to exit: the driver and every process it started (Ray's "
+                   f"daemons, workers, sandbox children), from /proc; rounds "
+                   f"{', '.join(f'{v:.0f}' for v in cpu_ms)} ms; last round by role, ms per "
+                   f"photo: {top}")
         value, note = med_ratio("ips_with_startup")
         report.add("transform_vs_peer_with_startup", value,
                    note=f"median of the rounds' ratios ({note})")
