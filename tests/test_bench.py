@@ -205,6 +205,23 @@ def test_train_bench_feeds_the_jobs_data_path(tmp_path):
     assert not set(r0) & set(r1)
 
 
+def test_thread_vs_main_times_both_threads(tmp_path):
+    import threading
+
+    import torch
+
+    from beardnet.bench.train_bench import render_crops, thread_vs_main
+
+    old = torch.get_num_threads()
+    uri = render_crops(str(tmp_path / "crops"), identities=6, size=64)
+    try:
+        pairs = thread_vs_main(uri, 1, steps=1, rounds=2)
+    finally:
+        torch.set_num_threads(old)
+    assert len(pairs) == 2 and all(m > 0 and t > 0 for m, t in pairs)
+    assert not [t for t in threading.enumerate() if t.name.startswith("Thread-") and t.is_alive()]
+
+
 def test_bench_config_and_help():
     import argparse
 

@@ -116,7 +116,7 @@ class RaySection(_Section):
     read_memory_mb: int = Field(
         1024, ge=1,
         description="memory Ray reserves per read+decode+locate task (a 24 MP photo's task "
-        "peaked at ~0.9 GB with its sandbox child; see beardnet.infer.pipeline)",
+        "peaked at ~1.1-1.2 GB with its sandbox child; see beardnet.infer.pipeline)",
     )
     network_actors: int = Field(1, ge=1, description="network actors (each loads the model)")
     network_num_cpus: float | None = Field(
