@@ -13,13 +13,11 @@ else the command's name.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import threading
-from typing import Any, Self
+from typing import Any
 
-from beardnet.bench.rss import cmdline
+from beardnet.bench.rss import ProcPoller, cmdline
 
 _TICK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 
@@ -50,16 +48,14 @@ def role_of(cmd: str, is_self: bool = False) -> str:
     return name
 
 
-class CpuMonitor:
+class CpuMonitor(ProcPoller):
     """CPU seconds per role of this process and its descendants between enter and exit."""
 
     def __init__(self, interval_s: float = 0.25) -> None:
-        self.interval_s = interval_s
+        super().__init__(interval_s)
         self.me = os.getpid()
         self.last_cpu: dict[int, float] = {}
         self.seconds: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _descendants(self) -> dict[int, float]:
         stats: dict[int, tuple[int, float]] = {}
@@ -90,23 +86,8 @@ class CpuMonitor:
                 role = role_of(cmdline(pid), pid == self.me)
                 self.seconds[role] = self.seconds.get(role, 0.0) + delta
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with contextlib.suppress(Exception):  # a vanished process is fine
-                self._poll()
-
-    def __enter__(self) -> Self:
+    def _first(self) -> None:
         self._poll(first=True)
-        self._thread = threading.Thread(target=self._loop, name="cpu-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._poll()
 
     def by_role(self) -> dict[str, float]:
         """CPU seconds per role, largest first."""

@@ -41,7 +41,43 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-class RssMonitor:
+class ProcPoller:
+    """A background thread calling ``_poll`` every ``interval_s`` between enter and exit (once
+    more at exit); ``_first`` runs on enter. A vanished process during a poll is fine."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        raise NotImplementedError
+
+    def _first(self) -> None:
+        """Called on enter, before the thread starts."""
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self._poll()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> Self:
+        self._first()
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._poll()
+
+
+class RssMonitor(ProcPoller):
     """Poll ``/proc`` and keep the peak RSS of every process whose command line matches one of
     ``roles`` (name -> regex; the first match gives the role). With ``ray_only`` only Ray worker
     titles (``ray::...``) are considered. A process's peak is ``VmHWM`` (the kernel's high-water
@@ -50,14 +86,12 @@ class RssMonitor:
 
     def __init__(self, roles: dict[str, str], interval_s: float = 0.25,
                  ray_only: bool = True) -> None:
+        super().__init__(interval_s)
         self.roles = {name: re.compile(rx) for name, rx in roles.items()}
-        self.interval_s = interval_s
         self.ray_only = ray_only
         self.role_of: dict[int, str] = {}
         self.parent: dict[int, int] = {}
         self.peak_kb: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _poll(self) -> None:
         me = os.getpid()
@@ -81,24 +115,6 @@ class RssMonitor:
             kb = status_kb(pid, "VmHWM")
             if kb is not None:
                 self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # a vanished process is fine
-                self._poll()
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._loop, name="rss-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._poll()
 
     def peaks_mb(self) -> dict[int, float]:
         """Peak RSS (MB) per monitored pid."""
