@@ -305,8 +305,8 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
 def thread_vs_main(data_uri: str, threads: int, steps: int = 20,
                    rounds: int = 3) -> list[tuple[float, float]]:
     """Seconds for ``steps`` training steps (one fixed batch, no loading) on this process's
-    main thread and then in a new thread, ``rounds`` times: how Ray Train's way of running
-    the training function (in a thread of its worker) costs with ``threads`` torch threads."""
+    main thread and then in a new thread, ``rounds`` times, with ``threads`` torch threads
+    (Ray Train runs the training function in a thread of its worker; README "Benchmarks")."""
     import threading
 
     import torch
