@@ -107,13 +107,7 @@ def _run_loop(
     for i in range(warmup + steps):
         t_step = time.perf_counter()
         b = next(batches)  # the job's loader: decode, pairing, augmentation, collate
-        loss = loss_fn(net, b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(net)
-        last = float(loss.detach())
+        last = _train_step(net, opt, loss_fn, b, params, ema)
         if i >= warmup:
             times.append(time.perf_counter() - t_step)
             if max_seconds is not None and len(times) >= 3 and sum(times) > max_seconds:
@@ -130,6 +124,22 @@ def _run_loop(
         "step_s_median": med,
         "last_loss": last,
     }
+
+
+def _train_step(net, opt, loss_fn, batch, params=None, ema=None) -> float:
+    """One optimiser step on ``batch``; gradients clipped to 1.0 over ``params`` and ``ema``
+    updated when given. Returns the loss."""
+    import torch
+
+    loss = loss_fn(net, batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if params is not None:
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    if ema is not None:
+        ema.update(net)
+    return float(loss.detach())
 
 
 def _build_net(model_kwargs: dict[str, Any]):
@@ -321,10 +331,7 @@ def thread_vs_main(data_uri: str, threads: int, steps: int = 20,
     def timed() -> float:
         t0 = time.perf_counter()
         for _ in range(steps):
-            loss = loss_fn(net, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            _train_step(net, opt, loss_fn, batch)
         return time.perf_counter() - t0
 
     def in_thread() -> float:

@@ -312,11 +312,9 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
             "pool would starve the read and write tasks and the pipeline would hang",
             EXIT_CONFIG,
         )
-    _check_resources(ray.cluster_resources(), r)
-    why = check_memory({n["NodeID"]: float(n["Resources"].get("memory", 0.0))
-                        for n in ray.nodes() if n.get("Alive")}, r)
-    if why:
-        raise TransformFailed(why, EXIT_CONFIG)
+    _check_resources(ray.cluster_resources(), r,
+                     {n["NodeID"]: float(n["Resources"].get("memory", 0.0))
+                      for n in ray.nodes() if n.get("Alive")})
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = _progress_enabled(r.progress)
     ctx.verbose_progress = False
@@ -340,9 +338,15 @@ def _execute(cfg, s3, run_id: str, crop_size: int, work, token: int = 0,
     return sink.aggregates
 
 
-def _check_resources(cluster: dict[str, float], r: Any) -> None:
-    """Custom resources the config asks for must exist in the cluster (else Ray waits for a
-    node that never comes: the run would hang)."""
+def _check_resources(cluster: dict[str, float], r: Any,
+                     node_memory: dict[str, float] | None = None) -> None:
+    """Custom resources the config asks for must exist in the cluster, and some node must hold
+    a read task's memory (``node_memory``: node id -> Ray memory in bytes); else Ray waits for
+    a node that never comes: the run would hang."""
+    if node_memory is not None:
+        why = check_memory(node_memory, r)
+        if why:
+            raise TransformFailed(why, EXIT_CONFIG)
     for field, need, count in (("ray.network_resources", r.network_resources, r.network_actors),
                                ("ray.task_resources", r.task_resources, 1)):
         for name, amount in need.items():

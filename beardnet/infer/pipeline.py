@@ -10,10 +10,10 @@ when their remote arguments match (same CPUs, no other difference). With the net
 sized to 0.5 CPU on a 2-CPU node, equal to ``read_num_cpus``, every photo's decode and face
 location ran inside the one network actor, one photo at a time, while the other CPU idled
 (300 photos, 2 cores: 13.8 photos/s steady fused, 17.7 apart; README "Benchmarks"). The
-prepare tasks therefore reserve memory
-(``ray.read_memory_mb``): a real reservation (Ray starts no more of them on a node than its
-memory holds; a 24 MP photo's task and its sandbox child peaked at ~1.1-1.2 GB) which also makes
-their remote arguments differ from the actors', so Ray Data keeps the stages apart.
+prepare tasks therefore reserve memory (``ray.read_memory_mb``): a real reservation (Ray starts
+no more of them on a node than its memory holds; a 24 MP photo's task and its sandbox child
+peaked at ~1.1-1.2 GB) which also makes their remote arguments differ from the actors', so Ray
+Data keeps the stages apart.
 """
 
 from __future__ import annotations
