@@ -16,7 +16,15 @@ import pytest
 
 from beardnet.bench import faces_bench, sampler_bench
 from beardnet.bench.cpu_by_process import CpuMonitor, role_of
-from beardnet.bench.report import REQUIRED, TARGETS, Report, default_stem, meets, ratio
+from beardnet.bench.report import (
+    REQUIRED,
+    TARGETS,
+    Report,
+    cpu_probe_ms,
+    default_stem,
+    meets,
+    ratio,
+)
 from beardnet.bench.rss import RssMonitor, self_peak_rss_mb
 
 
@@ -58,6 +66,18 @@ def test_report_json_and_markdown(tmp_path):
     assert mp.read_text() == md
     jp2, _ = r.write(tmp_path)  # default stem: <date>-<host>-quick, host made file-safe
     assert jp2.name.endswith("-h_x_y-quick.json")
+    assert "CPU probe" not in md  # only when measured
+    r.machine["cpu_probe_ms"] = 1.234
+    assert "CPU probe (one 3x3 conv, 32 ch, 128 px, 1 thread): 1.23 ms." in r.to_markdown()
+
+
+def test_cpu_probe_measures_and_restores_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    ms = cpu_probe_ms(repeats=2)
+    assert 0.0 < ms < 10_000.0
+    assert torch.get_num_threads() == before
 
 
 def test_default_stem():

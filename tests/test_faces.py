@@ -275,6 +275,35 @@ def test_locator_blank_and_bad_input(locator) -> None:
         locator.locate(np.zeros((10, 10), np.uint8))
 
 
+def test_graph_shortcut_matches_mediapipe_process() -> None:
+    """The locator's direct graph call (no per-call namedtuple) gives what ``process`` gives,
+    and falls back to ``process`` on an object without the pinned version's internals."""
+    from pathlib import Path
+
+    import cv2
+    import mediapipe as mp
+
+    from beardnet.faces import mediapipe_locator as ml
+
+    asset = Path(ml.__file__).parents[1] / "assets" / "real_pd" / "grace_hopper.jpg"
+    img = np.ascontiguousarray(cv2.imread(str(asset))[:, :, ::-1])
+    with mp.solutions.face_detection.FaceDetection(model_selection=0) as det:
+        want = [(d.score[0], d.location_data.relative_bounding_box.xmin)
+                for d in det.process(img).detections]
+        got = [(d.score[0], d.location_data.relative_bounding_box.xmin)
+               for d in ml._run(det, img, "detections")]
+        assert len(want) == 1 and got == want
+        assert ml._run(det, np.full((64, 64, 3), 127, np.uint8), "detections") is None
+        with pytest.raises(ValueError):
+            ml._run(det, img[:, :, :2].copy(), "detections")
+
+    class Plain:
+        def process(self, image):
+            return type("Out", (), {"detections": ["x"]})()
+
+    assert ml._run(Plain(), img, "detections") == ["x"]
+
+
 def test_get_locator_is_cached_per_process() -> None:
     assert get_locator("mediapipe") is get_locator("mediapipe")
     with pytest.raises(ValueError):

@@ -135,9 +135,10 @@ def _part(report: Any, name: str, fn, *a, **kw) -> Any:
 def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
     """Run the configured parts; returns the report and the (json, md) paths written."""
     from beardnet.bench import sampler_bench, train_bench, transform_bench
-    from beardnet.bench.report import Report
+    from beardnet.bench.report import Report, cpu_probe_ms
 
     report = Report(mode="quick" if cfg.quick else "full")
+    report.machine["cpu_probe_ms"] = round(cpu_probe_ms(), 3)
     t_all = time.perf_counter()
     # the sampler first, in a process without Ray (its memory figure is clean)
     if "sampler" in cfg.parts:

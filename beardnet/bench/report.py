@@ -133,6 +133,31 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def cpu_probe_ms(repeats: int = 7) -> float:
+    """Milliseconds of a fixed single-thread workload (a 3x3 convolution, 32 -> 32 channels on
+    128 x 128, the network's kind of work), best of ``repeats``: the host's speed, so that bench
+    files from different hosts of one VM type can be told apart (absolute figures then differ
+    while ratios stay comparable)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 32, 128, 128, generator=g)
+        w = torch.randn(32, 32, 3, 3, generator=g)
+        best = float("inf")
+        with torch.inference_mode():
+            for _ in range(repeats + 1):  # the first call warms up
+                t0 = time.perf_counter()
+                for _ in range(4):
+                    torch.nn.functional.conv2d(x, w, padding=1)
+                best = min(best, (time.perf_counter() - t0) / 4)
+        return 1000.0 * best
+    finally:
+        torch.set_num_threads(old)
+
+
 def _fmt(v: float | None, unit: str = "") -> str:
     if v is None:
         return "n/a"
@@ -226,6 +251,8 @@ class Report:
                 f"({m.get('cpu_model')}), {m.get('mem_total_gb', '?')} GB RAM, "
                 f"load {m.get('loadavg_1m', '?')} at start; torch {m.get('torch')}, "
                 f"ray {m.get('ray')}."
+                + (f" CPU probe (one 3x3 conv, 32 ch, 128 px, 1 thread): "
+                   f"{m['cpu_probe_ms']:.2f} ms." if m.get("cpu_probe_ms") else "")
             ),
             "",
             "| metric | value | target | met? |",

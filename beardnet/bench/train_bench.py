@@ -12,8 +12,8 @@ rank's share of the sampler's batches. Throughput is timed inside the loop after
 (data loading included), so Ray's start-up (reported separately) is not in the ratio.
 Samples/s of the 2-worker run counts both workers' batches (data parallel, weak scaling).
 Rates come from the median step time (the machine is shared; the mean is kept as well), and
-the plain loop runs before and after the Ray runs (the better of the two counts), so that a
-burst of someone else's load does not decide a ratio.
+the plain loop runs before and after each round's Ray runs (a Ray run is compared with the
+mean of the two), so that the host's speed drifting during the bench does not decide a ratio.
 """
 
 from __future__ import annotations
@@ -258,9 +258,11 @@ def run(report: Any, quick: bool = False, threads: int | None = None) -> dict[st
 
 def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
              render_s: float) -> dict[str, Any]:
-    """Rounds of (plain loop, Ray Train x1, Ray Train x2), one after the other so each round's
-    three runs see the same load; each ratio is the median over rounds of that round's ratio
-    (quick: one round)."""
+    """Rounds of (plain loop, Ray Train x1, Ray Train x2) and one more plain loop at the end:
+    each Ray run is compared with the mean of the plain runs just before and just after it, so
+    a host that drifts slower or faster during the bench (this VM's speed wanders by 10-20 %
+    over minutes) does not count against whichever runs later. Each ratio is the median over
+    rounds (quick: one round)."""
     import statistics
 
     batch = bench_config(data_uri).batch_size()
@@ -271,16 +273,24 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
     out: dict[str, Any] = {"batch": batch, "threads_total": cores, "warmup": warmup,
                            "data": "job data path (rendered crop set, ratio sampler, "
                            f"DataLoader; rendered in {render_s:.0f} s)", "rounds": []}
-    for i in range(rounds):
+    plains: list[dict[str, float]] = []
+    runs: list[tuple[dict[str, float], dict[str, float], list[float]]] = []
+    for i in range(rounds + 1):
         load0 = os.getloadavg()[0]
-        plain = plain_loop(data_uri, warmup, steps, cores,
-                           max_seconds=budget if i == 0 else None)
+        plains.append(plain_loop(data_uri, warmup, steps, cores,
+                                 max_seconds=budget if i == 0 else None))
         # every later run does the same number of steps as the first plain run managed
-        steps = int(plain["steps"])
-        ray1 = ray_train(data_uri, 1, cores, warmup, steps)
-        ray2 = ray_train(data_uri, 2, w2_threads, warmup, steps)
+        steps = int(plains[0]["steps"])
+        if i < rounds:
+            ray1 = ray_train(data_uri, 1, cores, warmup, steps)
+            ray2 = ray_train(data_uri, 2, w2_threads, warmup, steps)
+            runs.append((ray1, ray2, [load0, os.getloadavg()[0]]))
+    for i, (ray1, ray2, load) in enumerate(runs):
+        before, after = plains[i], plains[i + 1]
+        plain = {"samples_per_s": (before["samples_per_s"] + after["samples_per_s"]) / 2,
+                 "before": before["samples_per_s"], "after": after["samples_per_s"]}
         out["rounds"].append({
-            "plain": plain, "ray1": ray1, "ray2": ray2, "load": [load0, os.getloadavg()[0]],
+            "plain": plain, "ray1": ray1, "ray2": ray2, "load": load,
             "train1_vs_plain": ray1["samples_per_s"] / plain["samples_per_s"],
             "train2_vs_train1": ray2["samples_per_s"] / ray1["samples_per_s"],
         })
@@ -296,8 +306,9 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
     loads = ", ".join(f"{r['load'][0]:.1f}-{r['load'][1]:.1f}" for r in rs)
     report.add("train_plain_sps", med("plain", "samples_per_s"), "samples/s",
                note=f"job data path, batch {batch}, {cores} threads, {steps} timed steps; "
-               f"median of {len(rs)} rounds ({each('plain', 'samples_per_s')}); load per "
-               f"round {loads}")
+               f"median of {len(rs)} rounds, each the mean of the plain runs before and after "
+               f"its Ray runs ({each('plain', 'before')} ... {plains[-1]['samples_per_s']:.1f}); "
+               f"load per round {loads}")
     report.add("train_ray1_sps", med("ray1", "samples_per_s"), "samples/s",
                note=f"rounds {each('ray1', 'samples_per_s')}; fit() incl. start-up "
                f"{each('ray1', 'fit_s', '{:.0f}')} s")
