@@ -176,6 +176,23 @@ def test_cpu_monitor_counts_a_child_and_its_grandchild_by_role():
     assert mon.summary(2)["total_ms"] == pytest.approx(500.0 * mon.total_s())
 
 
+def test_cpu_monitor_window_between_polls():
+    mon = CpuMonitor(keep_history=True)
+    mon.history = [(10.0, {"a": 1.0}), (11.0, {"a": 2.0, "b": 0.5}), (12.0, {"a": 2.5, "b": 1.5}),
+                   (13.0, {"a": 4.0, "b": 1.5})]
+    roles, covered = mon.between(10.5, 12.2)  # polls at 11 and 12 are inside
+    assert covered == pytest.approx(1.0)
+    assert roles == {"b": pytest.approx(1.0), "a": pytest.approx(0.5)}  # largest first
+    assert list(roles) == ["b", "a"]
+    assert mon.between(10.5, 11.5) == ({}, 0.0)  # one poll inside: nothing to difference
+    with CpuMonitor(interval_s=0.02, keep_history=True) as live:
+        t0 = time.time()
+        while time.time() - t0 < 0.3:
+            pass
+    roles, covered = live.between(t0, time.time())
+    assert covered > 0.1 and roles.get("driver", 0.0) > 0.05  # this busy loop
+
+
 def test_role_names():
     assert role_of("ray::_StatsActor") == "_StatsActor"
     assert role_of("ray::IDLE") == "IDLE"

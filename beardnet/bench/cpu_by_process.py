@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Any
 
 from beardnet.bench.rss import ProcPoller, cmdline
@@ -49,13 +50,16 @@ def role_of(cmd: str, is_self: bool = False) -> str:
 
 
 class CpuMonitor(ProcPoller):
-    """CPU seconds per role of this process and its descendants between enter and exit."""
+    """CPU seconds per role of this process and its descendants between enter and exit;
+    ``keep_history``: also the running totals at each poll, for :meth:`between`."""
 
-    def __init__(self, interval_s: float = 0.25) -> None:
+    def __init__(self, interval_s: float = 0.25, keep_history: bool = False) -> None:
         super().__init__(interval_s)
         self.me = os.getpid()
         self.last_cpu: dict[int, float] = {}
         self.seconds: dict[str, float] = {}
+        self.keep_history = keep_history
+        self.history: list[tuple[float, dict[str, float]]] = []  # (time.time(), totals)
 
     def _descendants(self) -> dict[int, float]:
         stats: dict[int, tuple[int, float]] = {}
@@ -85,9 +89,22 @@ class CpuMonitor(ProcPoller):
             if delta > 0:
                 role = role_of(cmdline(pid), pid == self.me)
                 self.seconds[role] = self.seconds.get(role, 0.0) + delta
+        if self.keep_history:
+            self.history.append((time.time(), dict(self.seconds)))
 
     def _first(self) -> None:
         self._poll(first=True)
+
+    def between(self, t0: float, t1: float) -> tuple[dict[str, float], float]:
+        """CPU seconds per role within ``t0``..``t1`` (``time.time()``; needs ``keep_history``)
+        and the seconds they cover: from the first to the last poll inside the window (at most
+        two intervals less than it). ``({}, 0.0)`` when fewer than two polls fall inside."""
+        inside = [(t, s) for t, s in self.history if t0 <= t <= t1]
+        if len(inside) < 2:
+            return {}, 0.0
+        (ta, a), (tb, b) = inside[0], inside[-1]
+        out = {r: b[r] - a.get(r, 0.0) for r in b if b[r] - a.get(r, 0.0) > 0}
+        return dict(sorted(out.items(), key=lambda kv: -kv[1])), tb - ta
 
     def by_role(self) -> dict[str, float]:
         """CPU seconds per role, largest first."""

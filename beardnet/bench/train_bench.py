@@ -104,7 +104,10 @@ def _run_loop(
     net.train()
     times: list[float] = []
     last = float("nan")
+    t_start, cpu_start = time.time(), time.process_time()
     for i in range(warmup + steps):
+        if i == warmup:
+            t_start, cpu_start = time.time(), time.process_time()
         t_step = time.perf_counter()
         b = next(batches)  # the job's loader: decode, pairing, augmentation, collate
         last = _train_step(net, opt, loss_fn, b, params, ema)
@@ -112,10 +115,15 @@ def _run_loop(
             times.append(time.perf_counter() - t_step)
             if max_seconds is not None and len(times) >= 3 and sum(times) > max_seconds:
                 break
+    t_end, cpu_end = time.time(), time.process_time()
     steps = len(times)
     el = float(sum(times))
     med = float(np.median(times))
     return {
+        # this process's CPU (all threads) per timed step, and the timed window (epoch s)
+        "cpu_s_per_step": (cpu_end - cpu_start) / max(1, steps),
+        "t_start": t_start,
+        "t_end": t_end,
         "seconds": el,
         "steps": float(steps),
         # median step time: robust to the spikes other users of a shared machine cause
@@ -151,10 +159,12 @@ def _build_net(model_kwargs: dict[str, Any]):
 def plain_loop(
     data_uri: str, warmup: int, steps: int, threads: int, seed: int = 0,
     max_seconds: float | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Single-process torch loop with ``threads`` threads (restored afterwards); at most
     ``steps`` timed steps, fewer when ``max_seconds`` runs out (a heavily loaded machine)."""
     import torch
+
+    from beardnet.bench.cpu_by_process import CpuMonitor
 
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -162,10 +172,31 @@ def plain_loop(
         torch.manual_seed(seed)
         net = _build_net(_default_model_kwargs())
         cfg = bench_config(data_uri, seed)
-        return _run_loop(net, job_batches(cfg), cfg.batch_size(), warmup, steps,
-                         max_seconds=max_seconds)
+        # the same /proc monitor as the Ray runs (same overhead): who else used the cores
+        with CpuMonitor(MONITOR_INTERVAL_S, keep_history=True) as mon:
+            r: dict[str, Any] = _run_loop(net, job_batches(cfg), cfg.batch_size(), warmup,
+                                          steps, max_seconds=max_seconds)
+        r.update(_cpu_shares(mon, r, threads, "driver"))
+        return r
     finally:
         torch.set_num_threads(old)
+
+
+#: Poll interval of the CPU monitor around every timed run (the bench's own overhead).
+MONITOR_INTERVAL_S = 0.5
+
+
+def _cpu_shares(mon: Any, r: dict[str, Any], cores: int, trainer_role: str) -> dict[str, Any]:
+    """Shares of ``cores`` used during the timed steps (``r``'s window) by the training
+    process(es) (``trainer_role``) and by every other process the bench started (Ray's
+    daemons and helper actors, the monitor itself), with the others by role."""
+    roles, covered = mon.between(float(r["t_start"]), float(r["t_end"]))
+    if covered <= 0:
+        return {}
+    others = {k: v for k, v in roles.items() if k != trainer_role}
+    return {"trainer_cpu_share": roles.get(trainer_role, 0.0) / (covered * cores),
+            "others_cpu_share": sum(others.values()) / (covered * cores),
+            "others_by_role": {k: round(v / covered, 3) for k, v in others.items()}}
 
 
 def _ray_train_loop(config: dict[str, Any]) -> None:
@@ -201,11 +232,12 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
 def ray_train(
     data_uri: str, num_workers: int, threads: int, warmup: int, steps: int, seed: int = 0,
     storage: str | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Run the loop on Ray Train with ``num_workers`` workers of ``threads`` CPUs/threads each.
 
     Ray must already be initialised. Returns rank 0's timing plus ``fit_s`` (the whole
-    ``trainer.fit()``, start-up included).
+    ``trainer.fit()``, start-up included) and the shares of the cores the workers and every
+    other process used during rank 0's timed steps (:func:`_cpu_shares`).
     """
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -228,8 +260,11 @@ def ray_train(
                 name=f"bench-{num_workers}w-{int(time.time())}", storage_path=storage
             ),
         )
+        from beardnet.bench.cpu_by_process import CpuMonitor
+
         t0 = time.perf_counter()
-        result = trainer.fit()
+        with CpuMonitor(MONITOR_INTERVAL_S, keep_history=True) as mon:
+            result = trainer.fit()
         fit_s = time.perf_counter() - t0
         if result.error is not None:
             raise RuntimeError(f"Ray Train bench run failed: {result.error}")
@@ -237,9 +272,12 @@ def ray_train(
         if "samples_per_s" not in metrics and result.checkpoint is not None:
             with result.checkpoint.as_directory() as d, open(os.path.join(d, "bench.json")) as f:
                 metrics = json.load(f)
-        metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        metrics["fit_s"] = fit_s
-        return metrics
+        out: dict[str, Any] = {k: float(v) for k, v in metrics.items()
+                               if isinstance(v, (int, float))}
+        out["fit_s"] = fit_s
+        if "t_start" in out:
+            out.update(_cpu_shares(mon, out, num_workers * threads, "RayTrainWorker"))
+        return out
     finally:
         if own_tmp is not None:
             own_tmp.cleanup()
@@ -273,8 +311,8 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
     out: dict[str, Any] = {"batch": batch, "threads_total": cores, "warmup": warmup,
                            "data": "job data path (rendered crop set, ratio sampler, "
                            f"DataLoader; rendered in {render_s:.0f} s)", "rounds": []}
-    plains: list[dict[str, float]] = []
-    runs: list[tuple[dict[str, float], dict[str, float], list[float]]] = []
+    plains: list[dict[str, Any]] = []
+    runs: list[tuple[dict[str, Any], dict[str, Any], list[float]]] = []
     for i in range(rounds + 1):
         load0 = os.getloadavg()[0]
         plains.append(plain_loop(data_uri, warmup, steps, cores,
@@ -287,8 +325,9 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
             runs.append((ray1, ray2, [load0, os.getloadavg()[0]]))
     for i, (ray1, ray2, load) in enumerate(runs):
         before, after = plains[i], plains[i + 1]
-        plain = {"samples_per_s": (before["samples_per_s"] + after["samples_per_s"]) / 2,
-                 "before": before["samples_per_s"], "after": after["samples_per_s"]}
+        plain = {k: (before[k] + after[k]) / 2 for k in
+                 ("samples_per_s", "cpu_s_per_step", "others_cpu_share") if k in before}
+        plain.update(before=before["samples_per_s"], after=after["samples_per_s"])
         out["rounds"].append({
             "plain": plain, "ray1": ray1, "ray2": ray2, "load": load,
             "train1_vs_plain": ray1["samples_per_s"] / plain["samples_per_s"],
@@ -315,8 +354,17 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
     report.add("train_ray2_sps", med("ray2", "samples_per_s"), "samples/s",
                note=f"2 x {w2_threads} thread(s), batch {batch} per worker; rounds "
                f"{each('ray2', 'samples_per_s')}")
+    def each_opt(key: str, sub: str, fmt: str) -> str:
+        return ", ".join(fmt.format(r[key][sub]) if sub in r[key] else "?" for r in rs)
+
     report.add("train1_vs_plain", med("train1_vs_plain"),
-               note=f"median of the rounds' ratios ({each('train1_vs_plain', fmt='{:.2f}')})")
+               note=f"median of the rounds' ratios ({each('train1_vs_plain', fmt='{:.2f}')}); "
+               f"CPU s per timed step of the training process, plain "
+               f"{each_opt('plain', 'cpu_s_per_step', '{:.3f}')} / Ray x1 "
+               f"{each_opt('ray1', 'cpu_s_per_step', '{:.3f}')}; share of the cores used by "
+               f"every other process during the timed steps, plain "
+               f"{each_opt('plain', 'others_cpu_share', '{:.1%}')} / Ray x1 "
+               f"{each_opt('ray1', 'others_cpu_share', '{:.1%}')}")
     report.add("train2_vs_train1", med("train2_vs_train1"),
                note=f"median of the rounds' ratios ({each('train2_vs_train1', fmt='{:.2f}')})")
     report.details["train"] = out
