@@ -542,6 +542,26 @@ def test_unsafe_keys_from_a_local_folder_are_rejected(archive, tmp_path) -> None
 
 
 @pytest.mark.slow
+def test_no_lease_run_writes_photos_and_manifest(archive, tmp_path) -> None:
+    """``--no-lease`` (a store without conditional writes): no lease object exists, and the
+    run still writes its photos, manifest parts and summary (it once failed its first manifest
+    part, which was compared with the missing lease object). Local folder in and out."""
+    from beardnet.infer.job import run_transform
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "face.jpg").write_bytes(_enc(_scene(44, 1)))
+    (src / "blank.jpg").write_bytes(_enc(np.full((200, 300, 3), 90, np.uint8)))
+    s = run_transform(_cfg(str(src), f"file://{out}", archive["model"], no_lease=True),
+                      archive["st"])
+    assert s["status"] == {"ok": 1, "no_face": 1}
+    rows = {r["key"]: r["status"] for r in runlog.read_manifest(f"file://{out}").to_pylist()}
+    assert rows == {"face.jpg": "ok", "blank.jpg": "no_face"}
+    assert (out / "face.jpg").stat().st_size > 0 and (out / "blank.jpg").exists()
+    assert not list(out.glob("_beardnet/lease*"))  # no lease was taken
+
+
+@pytest.mark.slow
 def test_poison_photos_are_recorded_and_the_run_finishes(archive, monkeypatch) -> None:
     """One photo crashes the process decoding it, one hangs it (test-only hook), in one block
     with healthy photos: both recorded, the others written, exit 0; a second incremental run

@@ -282,9 +282,10 @@ def _start_fence(cfg: TransformConfig, s3: Any, lease: Any, token: int, run_id: 
     ttl = float(cfg.job.lease_ttl_s)
     clock = fence.start_clock(token, 0.0)
     pusher = fence.ClockPusher(lease, clock, fence.push_period(ttl)).start()
-    guard = fence.WriteGuard(clock, token, wait_s=min(ttl / 6.0, 5.0),
-                             store_check={"output": cfg.job.output.rstrip("/"),
-                                          "run_id": run_id, "s3": s3})
+    # without a lease (--no-lease) there is no lease object to compare a manifest part with
+    store_check = None if cfg.job.no_lease else {"output": cfg.job.output.rstrip("/"),
+                                                 "run_id": run_id, "s3": s3}
+    guard = fence.WriteGuard(clock, token, wait_s=min(ttl / 6.0, 5.0), store_check=store_check)
     return pusher, guard
 
 
