@@ -291,17 +291,18 @@ def test_graph_shortcut_matches_mediapipe_process() -> None:
         want = [(d.score[0], d.location_data.relative_bounding_box.xmin)
                 for d in det.process(img).detections]
         got = [(d.score[0], d.location_data.relative_bounding_box.xmin)
-               for d in ml._run(det, img, "detections")]
+               for d in ml._solution_output(det, img, "detections")]
         assert len(want) == 1 and got == want
-        assert ml._run(det, np.full((64, 64, 3), 127, np.uint8), "detections") is None
+        blank = np.full((64, 64, 3), 127, np.uint8)
+        assert ml._solution_output(det, blank, "detections") is None
         with pytest.raises(ValueError):
-            ml._run(det, img[:, :, :2].copy(), "detections")
+            ml._solution_output(det, img[:, :, :2].copy(), "detections")
 
     class Plain:
         def process(self, image):
             return type("Out", (), {"detections": ["x"]})()
 
-    assert ml._run(Plain(), img, "detections") == ["x"]
+    assert ml._solution_output(Plain(), img, "detections") == ["x"]
 
 
 def test_get_locator_is_cached_per_process() -> None:

@@ -354,6 +354,7 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
     report.add("train_ray2_sps", med("ray2", "samples_per_s"), "samples/s",
                note=f"2 x {w2_threads} thread(s), batch {batch} per worker; rounds "
                f"{each('ray2', 'samples_per_s')}")
+
     def each_opt(key: str, sub: str, fmt: str) -> str:
         return ", ".join(fmt.format(r[key][sub]) if sub in r[key] else "?" for r in rs)
 

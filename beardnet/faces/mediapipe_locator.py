@@ -17,7 +17,7 @@ side, whichever is larger), sets the work:
   needs 18.4 detector calls per scene against 27.7 at a half (README, "Face location");
 - the level that fits one window is also scanned by the full-range model (one call per photo,
   a second opinion on the largest faces; ``full_range=False`` skips it: on the 500 scene faces
-  490 found instead of 491 at about 8 ms less per photo, the same 91 of 93 real faces);
+  490 found instead of 491 at 6-8 ms less CPU per photo, the same 91 of 93 real faces);
 - a detection touching a window edge that is not an image edge is dropped (another window sees
   that face whole), and duplicates across windows and levels are merged by NMS.
 
@@ -183,10 +183,10 @@ class MediaPipeLocator:
                 th, tw = tile.shape[:2]
                 self.calls += 1
                 tile = np.ascontiguousarray(tile)
-                dets = list(_run(self._detector, tile, "detections") or [])
+                dets = list(_solution_output(self._detector, tile, "detections") or [])
                 if side < 0 and self._full is not None:  # the smallest level: full-range too
                     self.calls += 1
-                    dets += list(_run(self._full, tile, "detections") or [])
+                    dets += list(_solution_output(self._full, tile, "detections") or [])
                 for det in dets:
                     # MediaPipe's short-range graph applies its own fixed 0.5 and ignores
                     # ``min_detection_confidence``: the locator's threshold is applied here
@@ -239,7 +239,7 @@ class MediaPipeLocator:
         A = np.array([[c, -s], [s, c]])
         M = np.hstack([A, (np.array([out / 2, out / 2]) - A @ np.array([cx, cy]))[:, None]])
         crop = np.ascontiguousarray(warp(image, M, out))
-        faces = _run(self._mesh, crop, "multi_face_landmarks")
+        faces = _solution_output(self._mesh, crop, "multi_face_landmarks")
         if not faces:
             return None
         lm = faces[0].landmark
@@ -349,7 +349,7 @@ def face_box(
     return np.concatenate([grown.min(axis=0), grown.max(axis=0)]).astype(np.float32)
 
 
-def _run(solution: Any, image: np.ndarray, stream: str) -> Any:
+def _solution_output(solution: Any, image: np.ndarray, stream: str) -> Any:
     """``solution.process(image).<stream>`` of a MediaPipe ``mp.solutions`` graph, without the
     new ``namedtuple`` class that ``SolutionBase.process`` builds on every call (0.16 ms: 3 ms a
     photo at 18 detector calls). Falls back to ``process`` where the internals differ from the
