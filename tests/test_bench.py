@@ -68,7 +68,10 @@ def test_report_json_and_markdown(tmp_path):
     assert jp2.name.endswith("-h_x_y-quick.json")
     assert "CPU probe" not in md  # only when measured
     r.machine["cpu_probe_ms"] = 1.234
-    assert "CPU probe (one 3x3 conv, 32 ch, 128 px, 1 thread): 1.23 ms." in r.to_markdown()
+    assert "CPU probe (one 3x3 conv, 32 ch, 128 px, 1 thread): 1.23 ms at the start." \
+        in r.to_markdown()
+    r.machine["cpu_probe_end_ms"] = 1.5
+    assert "1.23 ms at the start, 1.50 ms at the end." in r.to_markdown()
 
 
 def test_cpu_probe_measures_and_restores_threads():
@@ -170,9 +173,12 @@ def test_cpu_monitor_counts_a_child_and_its_grandchild_by_role():
                              executable=sys.executable)
         p.wait()
     roles = mon.by_role()
-    assert roles["MapWorker(...NetworkFn)"] >= 0.5
-    assert roles["python"] >= 0.5  # the grandchild (its last poll before exit counts)
-    assert mon.total_s() >= 1.0
+    # each burnt 0.6 s; a process's CPU after its last poll is lost (one interval, longer when
+    # a poll is slowed by a busy machine), hence the margin: without the walk up the parent
+    # links the grandchild would count 0
+    assert roles["MapWorker(...NetworkFn)"] >= 0.35
+    assert roles["python"] >= 0.35  # the grandchild
+    assert mon.total_s() >= 0.8
     assert mon.summary(2)["total_ms"] == pytest.approx(500.0 * mon.total_s())
 
 

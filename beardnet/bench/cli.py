@@ -194,6 +194,8 @@ def run_bench(cfg: BenchConfig) -> tuple[Any, tuple[Any, Any]]:
             finally:
                 shutdown_ray()
     report.part_seconds["total"] = time.perf_counter() - t_all
+    # once more at the end: how far the host's speed drifted during the run
+    report.machine["cpu_probe_end_ms"] = round(cpu_probe_ms(), 3)
     paths = report.write(cfg.out)
     return report, paths
 

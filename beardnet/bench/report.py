@@ -252,7 +252,10 @@ class Report:
                 f"load {m.get('loadavg_1m', '?')} at start; torch {m.get('torch')}, "
                 f"ray {m.get('ray')}."
                 + (f" CPU probe (one 3x3 conv, 32 ch, 128 px, 1 thread): "
-                   f"{m['cpu_probe_ms']:.2f} ms." if m.get("cpu_probe_ms") else "")
+                   f"{m['cpu_probe_ms']:.2f} ms at the start"
+                   + (f", {m['cpu_probe_end_ms']:.2f} ms at the end"
+                      if m.get("cpu_probe_end_ms") else "") + "."
+                   if m.get("cpu_probe_ms") else "")
             ),
             "",
             "| metric | value | target | met? |",
