@@ -191,12 +191,16 @@ def test_cpu_monitor_window_between_polls():
     assert roles == {"b": pytest.approx(1.0), "a": pytest.approx(0.5)}  # largest first
     assert list(roles) == ["b", "a"]
     assert mon.between(10.5, 11.5) == ({}, 0.0)  # one poll inside: nothing to difference
-    with CpuMonitor(interval_s=0.02, keep_history=True) as live:
+    # live: a child burns 0.8 s of CPU while this thread waits (a busy loop here would starve
+    # the monitor's thread of the GIL)
+    burn = "import time; t = time.process_time()\nwhile time.process_time() - t < 0.8: pass"
+    with CpuMonitor(interval_s=0.05, keep_history=True) as live:
         t0 = time.time()
-        while time.time() - t0 < 0.3:
-            pass
-    roles, covered = live.between(t0, time.time())
-    assert covered > 0.1 and roles.get("driver", 0.0) > 0.05  # this busy loop
+        subprocess.run([sys.executable, "-c", burn], check=True)
+        t1 = time.time()
+    roles, covered = live.between(t0, t1)
+    assert 0.2 < covered <= t1 - t0
+    assert sum(v for r, v in roles.items() if r != "driver") > 0.3  # the child's CPU
 
 
 def test_role_names():
