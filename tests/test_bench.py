@@ -257,7 +257,7 @@ def test_thread_vs_main_times_both_threads(tmp_path):
 
     import torch
 
-    from beardnet.bench.train_bench import render_crops, thread_vs_main
+    from beardnet.bench.thread_bench import render_crops, thread_vs_main
 
     old = torch.get_num_threads()
     uri = render_crops(str(tmp_path / "crops"), identities=6, size=64)

@@ -106,6 +106,18 @@ class CpuMonitor(ProcPoller):
         out = {r: b[r] - a.get(r, 0.0) for r in b if b[r] - a.get(r, 0.0) > 0}
         return dict(sorted(out.items(), key=lambda kv: -kv[1])), tb - ta
 
+    def shares(self, t0: float, t1: float, cores: int, own_role: str) -> dict[str, Any]:
+        """Shares of ``cores`` used within ``t0``..``t1`` (see :meth:`between`) by the processes
+        of ``own_role`` (``trainer_cpu_share``) and by all the others (``others_cpu_share``,
+        ``others_by_role`` in cores); ``{}`` when too few polls fall inside."""
+        roles, covered = self.between(float(t0), float(t1))
+        if covered <= 0:
+            return {}
+        others = {k: v for k, v in roles.items() if k != own_role}
+        return {"trainer_cpu_share": roles.get(own_role, 0.0) / (covered * cores),
+                "others_cpu_share": sum(others.values()) / (covered * cores),
+                "others_by_role": {k: round(v / covered, 3) for k, v in others.items()}}
+
     def by_role(self) -> dict[str, float]:
         """CPU seconds per role, largest first."""
         return dict(sorted(self.seconds.items(), key=lambda kv: -kv[1]))

@@ -253,10 +253,9 @@ def run(report: Any, folder: str | os.PathLike[str], *, n: int, seed: int = 1000
     report.add("cpu_ms_per_photo_network", med(peers, "cpu_ms_network"), "ms")
     report.add("faces_share_of_photo", med(peers, "faces_share"),
                note="face location's share of a photo's stage seconds (peer)")
-    out: dict[str, Any] = {"peer": peers[-1], "peer_rounds": peers, "transform_rounds": jobs}
+    out: dict[str, Any] = {"peer_rounds": peers, "transform_rounds": jobs}
     if jobs:
         job = jobs[-1]
-        out["transform"] = job
         pairs = list(zip(peers, jobs))
 
         def ratios(key: str) -> list[float]:

@@ -183,19 +183,6 @@ def plain_loop(
 MONITOR_INTERVAL_S = 0.5
 
 
-def _cpu_shares(mon: Any, r: dict[str, Any], cores: int, trainer_role: str) -> dict[str, Any]:
-    """Shares of ``cores`` used during the timed steps (``r``'s window) by the training
-    process(es) (``trainer_role``) and by every other process the bench started (Ray's
-    daemons and helper actors, the driver where ``mon`` polls), with the others by role."""
-    roles, covered = mon.between(float(r["t_start"]), float(r["t_end"]))
-    if covered <= 0:
-        return {}
-    others = {k: v for k, v in roles.items() if k != trainer_role}
-    return {"trainer_cpu_share": roles.get(trainer_role, 0.0) / (covered * cores),
-            "others_cpu_share": sum(others.values()) / (covered * cores),
-            "others_by_role": {k: round(v / covered, 3) for k, v in others.items()}}
-
-
 def _ray_train_loop(config: dict[str, Any]) -> None:
     """Ray Train worker: same loop under DDP; rank 0 reports the timing via a tiny checkpoint."""
     import ray.train
@@ -234,7 +221,7 @@ def ray_train(
 
     Ray must already be initialised. Returns rank 0's timing plus ``fit_s`` (the whole
     ``trainer.fit()``, start-up included) and the shares of the cores the workers and every
-    other process used during rank 0's timed steps (:func:`_cpu_shares`).
+    other process used during rank 0's timed steps (:meth:`CpuMonitor.shares`).
     """
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -272,8 +259,9 @@ def ray_train(
         out: dict[str, Any] = {k: float(v) for k, v in metrics.items()
                                if isinstance(v, (int, float))}
         out["fit_s"] = fit_s
-        if "t_start" in out:
-            out.update(_cpu_shares(mon, out, num_workers * threads, "RayTrainWorker"))
+        if "t_start" in out:  # who else used the cores during rank 0's timed steps
+            out.update(mon.shares(out["t_start"], out["t_end"], num_workers * threads,
+                                  "RayTrainWorker"))
         return out
     finally:
         if own_tmp is not None:
@@ -336,7 +324,8 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
         return float(statistics.median(r[key][sub] if sub else r[key] for r in rs))
 
     def each(key: str, sub: str | None = None, fmt: str = "{:.1f}") -> str:
-        return ", ".join(fmt.format(r[key][sub] if sub else r[key]) for r in rs)
+        vals = (r[key].get(sub) if sub else r[key] for r in rs)
+        return ", ".join("?" if v is None else fmt.format(v) for v in vals)
 
     loads = ", ".join(f"{r['load'][0]:.1f}-{r['load'][1]:.1f}" for r in rs)
     report.add("train_plain_sps", med("plain", "samples_per_s"), "samples/s",
@@ -351,61 +340,14 @@ def _run_all(report: Any, data_uri: str, quick: bool, cores: int,
                note=f"2 x {w2_threads} thread(s), batch {batch} per worker; rounds "
                f"{each('ray2', 'samples_per_s')}")
 
-    def each_opt(key: str, sub: str, fmt: str) -> str:
-        return ", ".join(fmt.format(r[key][sub]) if sub in r[key] else "?" for r in rs)
-
     report.add("train1_vs_plain", med("train1_vs_plain"),
                note=f"median of the rounds' ratios ({each('train1_vs_plain', fmt='{:.2f}')}); "
                f"CPU s per timed step of the training process, plain "
-               f"{each_opt('plain', 'cpu_s_per_step', '{:.3f}')} / Ray x1 "
-               f"{each_opt('ray1', 'cpu_s_per_step', '{:.3f}')}; share of the cores used by "
+               f"{each('plain', 'cpu_s_per_step', '{:.3f}')} / Ray x1 "
+               f"{each('ray1', 'cpu_s_per_step', '{:.3f}')}; share of the cores used by "
                f"every other process during Ray x1's timed steps "
-               f"{each_opt('ray1', 'others_cpu_share', '{:.1%}')}")
+               f"{each('ray1', 'others_cpu_share', '{:.1%}')}")
     report.add("train2_vs_train1", med("train2_vs_train1"),
                note=f"median of the rounds' ratios ({each('train2_vs_train1', fmt='{:.2f}')})")
     report.details["train"] = out
     return out
-
-
-def thread_vs_main(data_uri: str, threads: int, steps: int = 20,
-                   rounds: int = 3) -> list[tuple[float, float]]:
-    """Seconds for ``steps`` training steps (one fixed batch, no loading) on this process's
-    main thread and then in a new thread, ``rounds`` times, with ``threads`` torch threads
-    (Ray Train runs the training function in a thread of its worker; README "Benchmarks")."""
-    import threading
-
-    import torch
-
-    torch.set_num_threads(threads)
-    cfg = bench_config(data_uri)
-    net = _build_net(_default_model_kwargs())
-    loss_fn = _loss_fn()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    batch = next(job_batches(cfg))
-
-    def timed() -> float:
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            _train_step(net, opt, loss_fn, batch)
-        return time.perf_counter() - t0
-
-    def in_thread() -> float:
-        out: list[float] = []
-        th = threading.Thread(target=lambda: out.append(timed()))
-        th.start()
-        th.join()
-        return out[0]
-
-    timed()  # warm-up
-    return [(timed(), in_thread()) for _ in range(rounds)]
-
-
-if __name__ == "__main__":  # python -m beardnet.bench.train_bench [THREADS]
-    import sys
-
-    n_threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    with tempfile.TemporaryDirectory(prefix="beardnet-bench-crops-") as tmp_dir:
-        crops = render_crops(os.path.join(tmp_dir, "crops"), identities=24)
-        for main_s, thread_s in thread_vs_main(crops, n_threads):
-            print(f"{n_threads} thread(s), 20 steps: main thread {main_s:.2f} s, "
-                  f"second thread {thread_s:.2f} s ({thread_s / main_s:.2f}x)")
