@@ -283,26 +283,26 @@ def test_graph_shortcut_matches_mediapipe_process() -> None:
     import cv2
     import mediapipe as mp
 
-    from beardnet.faces import mediapipe_locator as ml
+    from beardnet.faces import mp_graph
 
-    asset = Path(ml.__file__).parents[1] / "assets" / "real_pd" / "grace_hopper.jpg"
+    asset = Path(mp_graph.__file__).parents[1] / "assets" / "real_pd" / "grace_hopper.jpg"
     img = np.ascontiguousarray(cv2.imread(str(asset))[:, :, ::-1])
     with mp.solutions.face_detection.FaceDetection(model_selection=0) as det:
         want = [(d.score[0], d.location_data.relative_bounding_box.xmin)
                 for d in det.process(img).detections]
         got = [(d.score[0], d.location_data.relative_bounding_box.xmin)
-               for d in ml._solution_output(det, img, "detections")]
+               for d in mp_graph.solution_output(det, img, "detections")]
         assert len(want) == 1 and got == want
         blank = np.full((64, 64, 3), 127, np.uint8)
-        assert ml._solution_output(det, blank, "detections") is None
+        assert mp_graph.solution_output(det, blank, "detections") is None
         with pytest.raises(ValueError):
-            ml._solution_output(det, img[:, :, :2].copy(), "detections")
+            mp_graph.solution_output(det, img[:, :, :2].copy(), "detections")
 
     class Plain:
         def process(self, image):
             return type("Out", (), {"detections": ["x"]})()
 
-    assert ml._solution_output(Plain(), img, "detections") == ["x"]
+    assert mp_graph.solution_output(Plain(), img, "detections") == ["x"]
 
 
 def test_get_locator_is_cached_per_process() -> None:

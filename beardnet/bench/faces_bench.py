@@ -98,12 +98,12 @@ def locate_scenes(
 
 def tile_sweep(
     items: Sequence[dict[str, Any]],
-    settings: Sequence[str] = ("m48-det28-ov50", "m48-det28", "m48-det24"),
+    settings: Sequence[str] = ("m48-det28", "m48-det28-windows", "m48-det24"),
     min_face_px: int = 48,
 ) -> list[dict[str, Any]]:
     """Locator cost vs hit rate for several smallest-face settings
     (:data:`beardnet.bench.locator_bench.CURVE`): CPU ms per photo, detector calls per photo
-    (``windows_per_image``), share of ground-truth faces >= ``min_face_px`` edited (IoU >= 0.5),
+    (``windows_per_image``: whole levels for ``map``, windows for ``windows``), share of ground-truth faces >= ``min_face_px`` edited (IoU >= 0.5),
     its Wilson 95 % interval and false faces per 100 photos; ``tile_px`` holds the label."""
     from beardnet.bench.locator_bench import CURVE, locator_curve
 

@@ -22,20 +22,25 @@ from typing import Any
 
 import numpy as np
 
-#: The settings the curve compares: label -> MediaPipeLocator keyword arguments.
+#: The settings the curve compares: label -> MediaPipeLocator keyword arguments (the overlaps
+#: ``ov*`` are of the ``windows`` detector).
 CURVE = {
     "m48-det32": {"min_face_px": 48, "det_face_px": 32},
-    "m48-det28-ov50": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.5},
-    "m48-det28-ov38": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.375},
-    "m48-det28-ov31": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.3125},
+    "m48-det28-ov50": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.5,
+                       "detector": "windows"},
+    "m48-det28-ov38": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.375,
+                       "detector": "windows"},
+    "m48-det28-ov31": {"min_face_px": 48, "det_face_px": 28, "overlap": 0.3125,
+                       "detector": "windows"},
     "m48-det28": {"min_face_px": 48, "det_face_px": 28},
-    "m48-det28-nofull": {"min_face_px": 48, "det_face_px": 28, "full_range": False},
+    "m48-det28-windows": {"min_face_px": 48, "det_face_px": 28, "detector": "windows"},
+    "m48-det28-full": {"min_face_px": 48, "det_face_px": 28, "full_range": True},
     "m48-det24": {"min_face_px": 48, "det_face_px": 24},
     "m48-frac1/16": {"min_face_px": 48, "min_face_frac": 1 / 16},
     "m48-frac1/12": {"min_face_px": 48, "min_face_frac": 1 / 12},
     "m64-det32": {"min_face_px": 64, "det_face_px": 32},
 }
-QUICK_CURVE = ("m48-det28-ov50", "m48-det28")
+QUICK_CURVE = ("m48-det28-windows", "m48-det28")
 
 
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -286,9 +286,9 @@ class Report:
         if sweep:
             lines += [
                 "",
-                "Face locator: detection tile size vs cost and hits (faces >= 48 px):",
+                "Face locator: settings vs cost and hits (faces >= 48 px):",
                 "",
-                "| tile px | windows/photo | CPU ms/photo | hit rate |",
+                "| setting | detector calls/photo | CPU ms/photo | hit rate |",
                 "|---|---|---|---|",
             ]
             for row in sweep:

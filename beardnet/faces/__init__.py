@@ -1,8 +1,9 @@
 """Faces: one small interface, ``locate(image_rgb) -> list[Face]``, over two detectors.
 
-- ``mediapipe`` (default): MediaPipe's short-range FaceDetection over an image pyramid sized from
-  the smallest face to find (:func:`min_face_for`), then FaceMesh (478 points, static image
-  mode) on each face's padded crop, scaled so the face is ~``mesh_face_px`` wide.
+- ``mediapipe`` (default): MediaPipe's short-range BlazeFace (run by onnxruntime over whole
+  levels) over an image pyramid sized from the smallest face to find (:func:`min_face_for`),
+  then FaceMesh (478 points, static image mode) on each face's padded crop, scaled so the face
+  is ~``mesh_face_px`` wide.
 - ``haar``: OpenCV's frontal-face Haar cascade; eyes and mouth are estimated from the box.
   A fallback only: it misses many drawn/bearded faces.
 
