@@ -38,7 +38,8 @@ def convert(tflite_path: str, schema_path: str, out_path: str) -> None:
     spec = importlib.util.spec_from_file_location("tflite_schema", schema_path)
     S = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(S)
-    raw = open(tflite_path, "rb").read()
+    with open(tflite_path, "rb") as f:
+        raw = f.read()
     model = S.Model.GetRootAsModel(raw, 0)
     op_names = {v: k for k, v in S.BuiltinOperator.__dict__.items() if not k.startswith("_")}
     codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
@@ -84,7 +85,7 @@ def convert(tflite_path: str, schema_path: str, out_path: str) -> None:
         out = name(int(op.OutputsAsNumpy()[0]))
         table = op.BuiltinOptions()
 
-        def options(cls):
+        def options(cls, table=table):
             o = cls()
             o.Init(table.Bytes, table.Pos)
             return o
