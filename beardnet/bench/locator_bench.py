@@ -35,6 +35,7 @@ CURVE = {
     "m48-det28": {"min_face_px": 48, "det_face_px": 28},
     "m48-det28-windows": {"min_face_px": 48, "det_face_px": 28, "detector": "windows"},
     "m48-det28-full": {"min_face_px": 48, "det_face_px": 28, "full_range": True},
+    "m48-det26": {"min_face_px": 48, "det_face_px": 26},
     "m48-det24": {"min_face_px": 48, "det_face_px": 24},
     "m48-frac1/16": {"min_face_px": 48, "min_face_frac": 1 / 16},
     "m48-frac1/12": {"min_face_px": 48, "min_face_frac": 1 / 12},

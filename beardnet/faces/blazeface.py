@@ -137,12 +137,16 @@ class BlazeFaceMap:
         self._lock = threading.Lock()
         self.calls = 0  # network calls so far (benchmarks)
 
-    def _run(self, image: np.ndarray, fill: float = 0.0) -> Detections:
-        """Detections on ``image`` (HxWx3 uint8 RGB), padded right and bottom to whole grids."""
+    def _run(self, image: np.ndarray) -> Detections:
+        """Detections on ``image`` (HxWx3 uint8 RGB), padded right and bottom to whole grids
+        by repeating its last row and column (a flat band, not an edge a face could end at)."""
         h, w = image.shape[:2]
         ph, pw = -(-h // PAD_TO) * PAD_TO, -(-w // PAD_TO) * PAD_TO
-        x = np.full((1, ph, pw, 3), fill, np.float32)
-        x[0, :h, :w] = image * np.float32(1 / 127.5) - 1.0
+        x = np.empty((1, ph, pw, 3), np.float32)
+        np.multiply(image, np.float32(1 / 127.5), out=x[0, :h, :w])
+        x[0, :h, :w] -= 1.0
+        x[0, h:, :w] = x[0, h - 1 : h, :w]
+        x[0, :, w:] = x[0, :, w - 1 : w]
         with self._lock:
             self.calls += 1
             reg, cls = self._session.run(None, {self._input: x})
