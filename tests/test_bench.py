@@ -143,6 +143,26 @@ def test_scene_scoring_counts_hits_and_false_faces():
     assert score_faces(found, truth, 48) == (2, 1, 1)
 
 
+def test_real_set_hits_matches_labelled_faces(tmp_path):
+    """The locator bench's real-set check matches a labelled face and misses a wrong label."""
+    import shutil
+    from pathlib import Path
+
+    from beardnet.bench.locator_bench import CURVE, real_set_hits
+
+    src = Path(__file__).parents[1] / "beardnet" / "assets" / "real_pd" / "grace_hopper.jpg"
+    shutil.copy(src, tmp_path / "p.jpg")
+    (tmp_path / "labels.csv").write_text(
+        "file,x0,y0,x1,y1,facial_hair,identity,split\n"
+        "p.jpg,165,105,360,345,none,hopper,eval\n"
+        "p.jpg,0,0,80,80,none,nobody,eval\n"
+    )
+    (row,) = real_set_hits(str(tmp_path), {"m48-det28": CURVE["m48-det28"]})
+    assert row["real_photos"] == 1 and row["real_faces"] == 2
+    assert row["matched_iou50"] == row["matched_iou30"] == 1
+    assert row["cpu_ms_per_photo"] > 0
+
+
 def test_rss_monitor_sees_ray_titled_process():
     # a child whose title looks like a Ray actor's, allocating ~60 MB
     code = "import time; b = bytearray(60 * 2**20); b[::4096] = b'x' * len(b[::4096]); " \

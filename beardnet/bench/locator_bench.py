@@ -218,6 +218,38 @@ def locate_photo(
     return best
 
 
+def real_set_hits(root: str, configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per locator setting, how many labelled faces of a real-photo set (``root``: a folder
+    with ``labels.csv``, every split) a meshed located face matches one to one at IoU >= 0.5
+    and >= 0.3, and the CPU ms per photo of ``locate`` on the full decode."""
+    from pathlib import Path
+
+    from beardnet.evaluate.real_set import match, read_labels
+    from beardnet.faces.mediapipe_locator import MediaPipeLocator
+    from beardnet.infer.codec import decode
+
+    labels = read_labels(str(Path(root) / "labels.csv"))
+    photos: dict[str, list[np.ndarray]] = {}
+    for lf in labels:
+        photos.setdefault(lf.file, []).append(lf.box)
+    imgs = {f: decode((Path(root) / f).read_bytes(), f).image for f in photos}
+    rows = []
+    for label, kw in configs.items():
+        loc = MediaPipeLocator(**kw)
+        hits = {0.5: 0, 0.3: 0}
+        cpu = 0.0
+        for f, boxes in photos.items():
+            c0 = time.process_time()
+            found = [x.box for x in loc.locate(imgs[f]) if x.landmarks is not None]
+            cpu += time.process_time() - c0
+            for iou in hits:
+                hits[iou] += sum(m is not None for m in match(boxes, found, iou))
+        rows.append({"label": label, "real_photos": len(photos), "real_faces": len(labels),
+                     "matched_iou50": hits[0.5], "matched_iou30": hits[0.3],
+                     "cpu_ms_per_photo": 1000 * cpu / max(1, len(photos))})
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m beardnet.bench.locator_bench [--faces N] [--settings a,b] [--quick]``: print
     the curve (JSON lines) and the large-photo check, with the load average."""
@@ -226,14 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--faces", type=int, default=500, help="scene faces >= 48 px (quick: 60)")
+    ap.add_argument("--faces", type=int, default=500,
+                    help="scene faces >= 48 px (quick: 60; 0: no scenes)")
     ap.add_argument("--settings", default=None, help=f"comma-separated of {', '.join(CURVE)}")
     ap.add_argument("--quick", action="store_true", help="60 faces, two settings")
+    ap.add_argument("--real", default=None, help="also match a labelled real-photo set "
+                    "(a folder with labels.csv, e.g. .realset from infra/realset/build.sh)")
     a = ap.parse_args(argv)
     n = 60 if a.quick else a.faces
     labels = a.settings.split(",") if a.settings else list(QUICK_CURVE if a.quick else CURVE)
-    items = scene_items(n)
-    for row in locator_curve(items, {k: CURVE[k] for k in labels}):
+    if a.real:
+        for row in real_set_hits(a.real, {k: CURVE[k] for k in labels}):
+            print(json.dumps({**row, "load": os.getloadavg()[0]}), flush=True)
+    items = scene_items(n) if n > 0 else []
+    for row in locator_curve(items, {k: CURVE[k] for k in labels}) if items else []:
         print(json.dumps({**row, "load": os.getloadavg()[0]}), flush=True)
     data, box = big_photo(0)
     for frac in (1 / 16, 1 / 12):

@@ -182,9 +182,10 @@ class MediaPipeLocator:
                 interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
                 level, level_scale = cv2.resize(src, (lw, lh), interpolation=interp), scale
             last = max(lw, lh) <= DETECT_INPUT
+            before = self._map.calls
             found += _faces(self._map.detect_whole(level) if last else self._map.detect(level),
                             scale, w, h, self.min_score)
-            self.calls = self._map.calls
+            self.calls += self._map.calls - before
             if last:
                 if self._full is not None:
                     self.calls += 1
