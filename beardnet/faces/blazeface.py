@@ -161,8 +161,8 @@ class BlazeFaceMap:
             return weighted_nms(self._run(image))
         parts = []
         stride = MAX_TILE - TILE_OVERLAP
-        for y0 in _starts(h, MAX_TILE, stride):
-            for x0 in _starts(w, MAX_TILE, stride):
+        for y0 in tile_starts(h, MAX_TILE, stride):
+            for x0 in tile_starts(w, MAX_TILE, stride):
                 d = self._run(image[y0 : y0 + MAX_TILE, x0 : x0 + MAX_TILE])
                 tw, th = min(MAX_TILE, w - x0), min(MAX_TILE, h - y0)
                 inner = _inside(d.boxes, x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h, tw, th)
@@ -193,7 +193,7 @@ class BlazeFaceMap:
                           (d.keypoints - off) * scale)
 
 
-def _starts(n: int, side: int, stride: int) -> list[int]:
+def tile_starts(n: int, side: int, stride: int) -> list[int]:
     """Tile starts along an axis of ``n`` pixels: every ``stride``, the last flush with the end."""
     if n <= side:
         return [0]

@@ -45,7 +45,7 @@ import threading
 import numpy as np
 
 from beardnet.faces import MIN_FACE_FRAC, MIN_FACE_PX, Face, min_face_for, nms
-from beardnet.faces.blazeface import BlazeFaceMap, Detections
+from beardnet.faces.blazeface import BlazeFaceMap, Detections, tile_starts
 from beardnet.faces.mesh import FLAT_FACE, FaceMesh, oval_variation
 from beardnet.faces.mp_graph import detections_from, solution_output
 
@@ -153,8 +153,8 @@ class MediaPipeLocator:
                 plan.append((min(1.0, scale), [(0, 0, -1)]))
                 break
             stride = max(1, round(side * (1.0 - self.overlap)))
-            xs = _starts(lw, side, stride)
-            ys = _starts(lh, side, stride)
+            xs = tile_starts(lw, side, stride)
+            ys = tile_starts(lh, side, stride)
             plan.append((min(1.0, scale), [(x0, y0, side) for y0 in ys for x0 in xs]))
             scale /= 2.0
         return plan
@@ -304,16 +304,6 @@ def _faces(d: Detections, scale: float, w: int, h: int, min_score: float) -> lis
                         mouth=kp[3], landmarks=None, source="mediapipe",
                         extra={"keypoints": kp}))
     return out
-
-
-def _starts(n: int, side: int, stride: int) -> list[int]:
-    """Window starts along an axis of ``n`` pixels: every ``stride``, the last flush with the end."""
-    if n <= side:
-        return [0]
-    xs = list(range(0, n - side + 1, stride))
-    if xs[-1] + side < n:
-        xs.append(n - side)
-    return xs
 
 
 def _touches_edge(box: np.ndarray, x0: int, y0: int, tw: int, th: int, w: int, h: int) -> bool:
