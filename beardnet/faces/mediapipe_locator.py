@@ -12,7 +12,8 @@ the work:
 - ``detector="map"`` (default): each level is scanned whole, in one onnxruntime call
   (:class:`beardnet.faces.blazeface.BlazeFaceMap`; the network is fully convolutional), and the
   smallest level is letterboxed to 128x128 as MediaPipe's graph does. On the 500 scene faces
-  >= 48 px it found the same 491 as the windows at 28.6 instead of 40.1 ms CPU per photo;
+  >= 48 px it found the same 491 as the windows at 21.7 instead of 37.4 ms CPU per photo
+  (README, "Face location");
 - ``detector="windows"``: MediaPipe's graph on ``128 x 128`` windows of each level overlapping
   by a quarter (``WINDOW_OVERLAP``: a face of up to 32 px of a level lies whole inside one
   window; a larger one is whole in a window of the next level), 18.4 calls per scene; a
@@ -20,7 +21,7 @@ the work:
 - ``full_range`` (default: with ``windows`` only) also scans the smallest level with the
   full-range model, one call per photo: with windows it found strongly rolled faces and one
   dark scene face the windows missed; with ``map`` it found no face more (the same 491 scene
-  faces, 92 of 93 real faces, rolled faces 0-90 degrees) at 7 ms more CPU per photo;
+  faces, 91 of 93 real faces, rolled faces at 0-90 degrees) at 7 ms more CPU per photo;
 - duplicates across levels are merged by NMS.
 
 The work depends on how large the photo is relative to the smallest face, not on its pixel
