@@ -62,7 +62,8 @@ def in_ray_actor(data_uri: str, threads: int, rounds: int = 3) -> dict[str, list
     """Samples/s of the bench's plain training loop (``plain_loop``, 60 steps) per round: in
     this process, in a Ray actor's method (its main thread), in a new thread of that actor
     (whose main thread has run the loop), and in a new thread of a fresh actor whose main
-    thread never ran torch. Needs a Ray session (``ray.init`` first)."""
+    thread never ran torch. Needs a Ray session with ``2 * threads`` CPUs (``ray.init``
+    first): the fresh actor starts while the first still holds its CPUs."""
     import threading
 
     import ray
@@ -106,7 +107,8 @@ if __name__ == "__main__":  # python -m beardnet.bench.thread_bench [THREADS] [-
         if "--ray" in sys.argv:  # inside infra/loopback.sh on this machine
             import ray
 
-            ray.init(num_cpus=n_threads, include_dashboard=False, log_to_driver=False)
+            # two actors at a time hold n_threads CPUs each (they never run at once)
+            ray.init(num_cpus=2 * n_threads, include_dashboard=False, log_to_driver=False)
             for name, sps in in_ray_actor(crops, n_threads).items():
                 print(f"{name}: {', '.join(f'{v:.1f}' for v in sps)} samples/s")
             raise SystemExit(0)
