@@ -103,8 +103,9 @@ def tile_sweep(
 ) -> list[dict[str, Any]]:
     """Locator cost vs hit rate for several smallest-face settings
     (:data:`beardnet.bench.locator_bench.CURVE`): CPU ms per photo, detector calls per photo
-    (``windows_per_image``: whole levels for ``map``, windows for ``windows``), share of ground-truth faces >= ``min_face_px`` edited (IoU >= 0.5),
-    its Wilson 95 % interval and false faces per 100 photos; ``tile_px`` holds the label."""
+    (``windows_per_image``: whole levels for ``map``, windows for ``windows``), share of
+    ground-truth faces >= ``min_face_px`` edited (IoU >= 0.5), its Wilson 95 % interval and
+    false faces per 100 photos; ``tile_px`` holds the label."""
     from beardnet.bench.locator_bench import CURVE, locator_curve
 
     rows = locator_curve(items, {k: CURVE[k] for k in settings}, min_face_px)

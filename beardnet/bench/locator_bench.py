@@ -224,14 +224,12 @@ def real_set_hits(root: str, configs: dict[str, dict[str, Any]]) -> list[dict[st
     and >= 0.3, and the CPU ms per photo of ``locate`` on the full decode."""
     from pathlib import Path
 
-    from beardnet.evaluate.real_set import match, read_labels
+    from beardnet.evaluate.real_set import by_photo, match, read_labels
     from beardnet.faces.mediapipe_locator import MediaPipeLocator
     from beardnet.infer.codec import decode
 
     labels = read_labels(str(Path(root) / "labels.csv"))
-    photos: dict[str, list[np.ndarray]] = {}
-    for lf in labels:
-        photos.setdefault(lf.file, []).append(lf.box)
+    photos = {f: [lf.box for lf in faces] for f, faces in by_photo(labels, "all").items()}
     imgs = {f: decode((Path(root) / f).read_bytes(), f).image for f in photos}
     rows = []
     for label, kw in configs.items():

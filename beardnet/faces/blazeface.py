@@ -52,6 +52,15 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    def take(self, keep: np.ndarray) -> Detections:
+        """The detections where ``keep`` (a boolean mask) is True."""
+        return Detections(self.scores[keep], self.boxes[keep], self.keypoints[keep])
+
+    def shifted(self, dx: float, dy: float) -> Detections:
+        """The same detections moved by ``(dx, dy)`` pixels (a tile's offset in its image)."""
+        off = np.array([dx, dy], np.float32)
+        return Detections(self.scores, self.boxes + np.tile(off, 2), self.keypoints + off)
+
 
 def empty() -> Detections:
     """No detections."""
@@ -165,10 +174,8 @@ class BlazeFaceMap:
             for x0 in tile_starts(w, MAX_TILE, stride):
                 d = self._run(image[y0 : y0 + MAX_TILE, x0 : x0 + MAX_TILE])
                 tw, th = min(MAX_TILE, w - x0), min(MAX_TILE, h - y0)
-                inner = _inside(d.boxes, x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h, tw, th)
-                off = np.array([x0, y0], np.float32)
-                parts.append(Detections(d.scores[inner], d.boxes[inner] + np.tile(off, 2),
-                                        d.keypoints[inner] + off))
+                keep = clear_of_cuts(d.boxes, x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h, tw, th)
+                parts.append(d.take(keep).shifted(x0, y0))
         return weighted_nms(Detections(*(np.concatenate(a) for a in zip(
             *((p.scores, p.boxes, p.keypoints) for p in parts), strict=True))))
 
@@ -203,9 +210,10 @@ def tile_starts(n: int, side: int, stride: int) -> list[int]:
     return xs
 
 
-def _inside(boxes: np.ndarray, left: bool, top: bool, right: bool, bottom: bool, tw: int,
-            th: int, margin: float = 2.0) -> np.ndarray:
-    """Which boxes (tile pixels) stay clear of the tile's inner edges (those flagged True)."""
+def clear_of_cuts(boxes: np.ndarray, left: bool, top: bool, right: bool, bottom: bool, tw: int,
+                  th: int, margin: float = 2.0) -> np.ndarray:
+    """Which boxes (pixels of a ``tw`` x ``th`` tile) stay clear of the tile's edges that cut
+    the image (those flagged True): a face touching one is left to a tile that holds it whole."""
     keep = np.ones(len(boxes), bool)
     if left:
         keep &= boxes[:, 0] > margin

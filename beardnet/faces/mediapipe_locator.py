@@ -46,7 +46,7 @@ import threading
 import numpy as np
 
 from beardnet.faces import MIN_FACE_FRAC, MIN_FACE_PX, Face, min_face_for, nms
-from beardnet.faces.blazeface import BlazeFaceMap, Detections, tile_starts
+from beardnet.faces.blazeface import BlazeFaceMap, Detections, clear_of_cuts, tile_starts
 from beardnet.faces.mesh import FLAT_FACE, FaceMesh, oval_variation
 from beardnet.faces.mp_graph import detections_from, solution_output
 
@@ -220,45 +220,13 @@ class MediaPipeLocator:
                 if side < 0 and self._full is not None:  # the smallest level: full-range too
                     self.calls += 1
                     dets += list(solution_output(self._full, tile, "detections") or [])
-                for det in dets:
-                    # MediaPipe's short-range graph applies its own fixed 0.5 and ignores
-                    # ``min_detection_confidence``: the locator's threshold is applied here
-                    if (float(det.score[0]) if det.score else 0.0) < self.min_score:
-                        continue
-                    rb = det.location_data.relative_bounding_box
-                    box = np.array(
-                        [rb.xmin * tw, rb.ymin * th, (rb.xmin + rb.width) * tw,
-                         (rb.ymin + rb.height) * th],
-                        np.float32,
-                    )
-                    off = np.array([x0, y0], np.float32)
-                    box += np.tile(off, 2)
-                    if side > 0 and _touches_edge(box, x0, y0, tw, th, lw_, lh_):
-                        continue  # a face cut by the window edge: another window sees it whole
-                    box /= scale
-                    kp = (
-                        np.array(
-                            [[k.x * tw, k.y * th] for k in det.location_data.relative_keypoints],
-                            np.float32,
-                        )
-                        + off
-                    ) / scale
-                    box[[0, 2]] = np.clip(box[[0, 2]], 0, w)
-                    box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
-                    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
-                        continue
-                    found.append(
-                        Face(
-                            box=box,
-                            score=float(det.score[0]) if det.score else 0.0,
-                            left_eye=kp[0],
-                            right_eye=kp[1],
-                            mouth=kp[3],
-                            landmarks=None,
-                            source="mediapipe",
-                            extra={"keypoints": kp},
-                        )
-                    )
+                # MediaPipe's short-range graph applies its own fixed 0.5 and ignores
+                # ``min_detection_confidence``: ``_faces`` applies the locator's threshold
+                d = detections_from(dets, tw, th)
+                if side > 0:  # a face cut by the window edge: another window sees it whole
+                    d = d.take(clear_of_cuts(d.boxes, x0 > 0, y0 > 0, x0 + tw < lw_,
+                                             y0 + th < lh_, tw, th))
+                found += _faces(d.shifted(x0, y0), scale, w, h, self.min_score)
         return nms(found, 0.4)[: self.max_faces]
 
     # ------------------------------------------------------------------ API
@@ -305,14 +273,3 @@ def _faces(d: Detections, scale: float, w: int, h: int, min_score: float) -> lis
                         mouth=kp[3], landmarks=None, source="mediapipe",
                         extra={"keypoints": kp}))
     return out
-
-
-def _touches_edge(box: np.ndarray, x0: int, y0: int, tw: int, th: int, w: int, h: int) -> bool:
-    """True when ``box`` reaches a tile edge that is not also an image edge."""
-    m = 2.0
-    return bool(
-        (box[0] <= x0 + m and x0 > 0)
-        or (box[1] <= y0 + m and y0 > 0)
-        or (box[2] >= x0 + tw - m and x0 + tw < w)
-        or (box[3] >= y0 + th - m and y0 + th < h)
-    )
